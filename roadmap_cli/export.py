@@ -1,0 +1,97 @@
+"""Georeference a pixel road graph and write GeoPackage / GeoJSON / GraphML (atomically)."""
+from __future__ import annotations
+
+import networkx as nx
+import numpy as np
+from shapely.geometry import LineString, Point
+
+from .errors import UserError
+from .io_utils import atomic_path
+
+FORMATS = {".gpkg": "GPKG", ".geojson": "GeoJSON", ".json": "GeoJSON", ".graphml": "GraphML"}
+
+
+def output_format(path) -> str:
+    from pathlib import Path
+
+    fmt = FORMATS.get(Path(path).suffix.lower())
+    if fmt is None:
+        raise UserError(f"output {path}: unknown format; use .gpkg, .geojson or .graphml")
+    return fmt
+
+
+def metric_lengths(geoms, crs) -> np.ndarray:
+    """Lengths in metres: in a local UTM CRS when ``crs`` is geographic, else in the CRS's linear unit."""
+    import geopandas as gpd
+
+    s = gpd.GeoSeries(list(geoms), crs=crs)
+    if len(s) == 0:
+        return np.zeros(0)
+    if crs is None:
+        return s.length.to_numpy()
+    from pyproj import CRS
+
+    c = CRS.from_user_input(crs)
+    if c.is_geographic:
+        utm = s.estimate_utm_crs()
+        return s.to_crs(utm).length.to_numpy()
+    factor = c.axis_info[0].unit_conversion_factor if c.axis_info else 1.0
+    return s.length.to_numpy() * factor
+
+
+def to_geodataframes(g: nx.MultiGraph, transform, crs, gsd: float, simplify_px: float = 0.0, to_crs=None):
+    """(edges, nodes) GeoDataFrames from a cleaned pixel graph (``line`` in row/col)."""
+    import geopandas as gpd
+
+    def xy(rc: np.ndarray) -> np.ndarray:
+        cols, rows = rc[:, 1] + 0.5, rc[:, 0] + 0.5
+        x = transform.a * cols + transform.b * rows + transform.c
+        y = transform.d * cols + transform.e * rows + transform.f
+        return np.c_[x, y]
+
+    erows, egeoms = [], []
+    for u, v, k, d in g.edges(keys=True, data=True):
+        line = np.asarray(d["line"], float)
+        ls = LineString(line)
+        if simplify_px > 0 and len(line) > 2:
+            ls = ls.simplify(simplify_px, preserve_topology=False)
+        egeoms.append(LineString(xy(np.asarray(ls.coords))))
+        n = max(1, d["n"])
+        erows.append({"id": int(k), "u": int(u), "v": int(v), "mean_prob": round(d["sum_p"] / n, 4),
+                      "min_prob": round(float(d["min_p"]), 4), "width_m": round(2 * d["sum_w"] / n * gsd, 2),
+                      "bridged": bool(d["bridged"])})
+    edges = gpd.GeoDataFrame(erows, geometry=egeoms, crs=crs) if erows else gpd.GeoDataFrame(
+        {"id": [], "u": [], "v": [], "mean_prob": [], "min_prob": [], "width_m": [], "bridged": []},
+        geometry=[], crs=crs)
+    edges.insert(3, "length_m", np.round(metric_lengths(edges.geometry, crs), 2))
+    nrows, ngeoms = [], []
+    for n, d in g.nodes(data=True):
+        ngeoms.append(Point(xy(np.asarray(d["o"], float)[None])[0]))
+        nrows.append({"id": int(n), "degree": int(g.degree(n))})
+    nodes = gpd.GeoDataFrame(nrows, geometry=ngeoms, crs=crs) if nrows else gpd.GeoDataFrame(
+        {"id": [], "degree": []}, geometry=[], crs=crs)
+    if to_crs:
+        try:
+            edges, nodes = edges.to_crs(to_crs), nodes.to_crs(to_crs)
+        except Exception as e:
+            raise UserError(f"--to-crs {to_crs}: {e}") from e
+    return edges, nodes
+
+
+def write_graph(path, edges, nodes, overwrite: bool = False) -> None:
+    fmt = output_format(path)
+    with atomic_path(path, overwrite=overwrite) as tmp:
+        if fmt == "GPKG":
+            edges.to_file(tmp, layer="edges", driver="GPKG", engine="pyogrio")
+            nodes.to_file(tmp, layer="nodes", driver="GPKG", engine="pyogrio", append=False)
+        elif fmt == "GeoJSON":
+            edges.to_file(tmp, driver="GeoJSON", engine="pyogrio")
+        else:
+            g = nx.MultiGraph(crs=str(edges.crs) if edges.crs else "")
+            for _, r in nodes.iterrows():
+                g.add_node(int(r["id"]), x=float(r.geometry.x), y=float(r.geometry.y), degree=int(r["degree"]))
+            for _, r in edges.iterrows():
+                g.add_edge(int(r["u"]), int(r["v"]), key=int(r["id"]), length=float(r["length_m"]),
+                           mean_prob=float(r["mean_prob"]), min_prob=float(r["min_prob"]),
+                           width_m=float(r["width_m"]), bridged=bool(r["bridged"]), geometry=r.geometry.wkt)
+            nx.write_graphml(g, tmp)
