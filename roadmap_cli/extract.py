@@ -353,32 +353,32 @@ def _preview(ds, bands, stretch, edges, grid, path, overwrite) -> None:
     draw = ImageDraw.Draw(img)
     inv = ~grid.transform
     for geom in edges.geometry:
-        pts = [inv * xy for xy in geom.coords]
+        pts = [inv @ xy for xy in geom.coords]
         draw.line([(c / f, r / f) for c, r in pts], fill=(255, 40, 40), width=max(2, int(3 / f) + 1))
     with atomic_path(path, overwrite=overwrite) as tmp:
         img.save(tmp, format="PNG")
 
 
 def _print_plan(opts, ds, grid, th, tw, ov, ys, xs, model, device, dtype) -> None:
-    from rich.console import Console
-    from rich.table import Table
-
     from .nn.model import count_parameters
     n = len(ys) * len(xs)
     params = count_parameters(model)
-    # activations dominate: measured ~1.1 GB per 1024^2 tile for T in fp32 (decoder block 1 DCNv3 ~0.9 GB)
-    per_tile_gb = 1.1 * (th * tw) / 1024 ** 2 * (model.cfg.decoder_channels[-1] / 64 + 0.5) / 1.5
+    # activations dominate; scaled from the fp32 decoder-block-1 DCNv3 figure of the spec (~0.9 GB per 1024^2
+    # tile at 384 channels) by tile area and decoder width
+    per_tile_gb = 1.2 * (th * tw) / 1024 ** 2 * (model.cfg.decoder_channels[-1] + model.cfg.d_model) / 320
     est = params * 4 / 1e9 + opts.batch_size * per_tile_gb + 0.5
-    t = Table(title=f"tile plan for {opts.scene}", show_header=False)
-    t.add_row("scene", f"{ds.width} x {ds.height} px, {ds.count} band(s), {ds.dtypes[0]}, CRS {ds.crs}")
-    t.add_row("working grid", f"{grid.width} x {grid.height} px at {grid.gsd:.3f} m/px (x{1 / grid.scale:.3f})")
-    t.add_row("tiles", f"{n} = {len(ys)} rows x {len(xs)} cols of {th} x {tw}, overlap {ov}")
-    t.add_row("model", f"{model.cfg.name}, {params / 1e6:.2f} M params, device {device}, "
-                       f"{'fp32' if dtype is None else str(dtype).replace('torch.', '')}")
-    t.add_row("memory estimate", f"~{est:.1f} GB peak (batch {opts.batch_size}), independent of scene size")
-    t.add_row("scratch disk", f"~{n * th * tw * 2 / 1e9 + grid.width * grid.height * 10 / 1e9 / 4:.2f} GB in "
-                              f"{opts.output}.roadmap-work/")
-    Console().print(t)
+    lines = [
+        f"tile plan for {opts.scene}",
+        f"  scene:           {ds.width} x {ds.height} px, {ds.count} band(s), {ds.dtypes[0]}, CRS {ds.crs}",
+        f"  working grid:    {grid.width} x {grid.height} px at {grid.gsd:.3f} m/px (resampled x{1 / grid.scale:.3f})",
+        f"  tiles:           {n} = {len(ys)} rows x {len(xs)} cols of {th} x {tw}, overlap {ov}",
+        f"  model:           {model.cfg.name}, {params / 1e6:.2f} M params, device {device}, "
+        f"{'fp32' if dtype is None else str(dtype).replace('torch.', '')}",
+        f"  memory estimate: ~{est:.1f} GB peak (batch {opts.batch_size}), independent of the scene size",
+        f"  scratch disk:    ~{(n * th * tw * 2 + grid.width * grid.height * 10) / 1e9:.2f} GB in "
+        f"{opts.output}.roadmap-work/",
+    ]
+    print("\n".join(lines))
 
 
 def _summary(opts, r: dict) -> None:

@@ -311,7 +311,7 @@ def remove_small_components(g: nx.MultiGraph, min_len_px: float) -> nx.MultiGrap
 def bridge_gaps(g: nx.MultiGraph, max_gap_px: float, prob_read: Reader | None = None, h: int = 0, w: int = 0,
                 max_angle_deg: float = 45.0, min_prob: float = 0.2) -> nx.MultiGraph:
     """Connect dead ends to the nearest node within ``max_gap_px`` that lies ahead of the dead end (angle limit)
-    and, with a probability raster, along a line whose mean road probability is at least ``min_prob``."""
+    and, with a probability raster, along a line at least 75 % of whose samples have probability >= ``min_prob``."""
     if max_gap_px <= 0:
         return g
     from scipy.spatial import cKDTree
@@ -358,7 +358,7 @@ def bridge_gaps(g: nx.MultiGraph, max_gap_px: float, prob_read: Reader | None = 
             rr = np.clip(seg[:, 0] - max(r0, 0), 0, win.shape[0] - 1)
             cc = np.clip(seg[:, 1] - max(c0, 0), 0, win.shape[1] - 1)
             probs = win[rr, cc]
-            if probs.mean() < min_prob:
+            if np.percentile(probs, 25) < min_prob:  # most of the bridge must look like road
                 continue
         g.add_edge(n, best, pts=seg[1:-1], _from=n, n=len(seg), sum_p=float(probs.sum()),
                    min_p=float(probs.min()), sum_w=0.0, bridged=True)

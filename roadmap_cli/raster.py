@@ -94,7 +94,7 @@ def working_grid(ds, model_gsd: float) -> SceneGrid:
     w = max(1, int(round(ds.width / scale)))
     from rasterio.transform import Affine
 
-    transform = ds.transform * Affine.scale(ds.width / w, ds.height / h)
+    transform = ds.transform @ Affine.scale(ds.width / w, ds.height / h)
     return SceneGrid(h, w, scale, transform, ds.crs, scene_gsd * scale)
 
 

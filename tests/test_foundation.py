@@ -81,6 +81,6 @@ def test_check_output_path(tmp_path, monkeypatch):
     with pytest.raises(UserError, match="does not exist"):
         check_output_path(tmp_path / "nope" / "x")
     # root ignores permission bits, so simulate the unwritable folder through os.access
-    monkeypatch.setattr(os, "access", lambda path, mode: False)
+    monkeypatch.setattr(os, "access", lambda path, mode: mode != os.W_OK)
     with pytest.raises(UserError, match="not writable"):
         check_output_path(tmp_path / "y")

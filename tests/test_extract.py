@@ -1,0 +1,277 @@
+"""roadmap extract on synthetic georeferenced scenes with a tiny model."""
+import json
+
+import numpy as np
+import pytest
+import rasterio
+import torch
+from rasterio.transform import from_origin
+from scipy import ndimage
+from skimage.draw import line as draw_line
+
+from roadmap_cli.infer import blend_weights_1d, model_tile, reflect_pad, tile_starts
+
+
+def make_scene(path, size=300, crs="EPSG:32611", res=1.0, nodata_box=None, dtype="uint8", bands=3,
+               origin=(500000.0, 4000000.0), tiled=False):
+    m = np.zeros((size, size), bool)
+    for r0, c0, r1, c1 in [(size // 2, 0, size // 2, size - 1), (0, size // 3, size - 1, size // 3)]:
+        rr, cc = draw_line(r0, c0, r1, c1)
+        m[rr, cc] = True
+    m = ndimage.binary_dilation(m, iterations=3)
+    img = np.where(m, 200, 60).astype(dtype)
+    data = np.stack([img] * bands)
+    profile = dict(driver="GTiff", width=size, height=size, count=bands, dtype=dtype, crs=crs,
+                   transform=from_origin(origin[0], origin[1], res, res))
+    if tiled:
+        profile.update(tiled=True, blockxsize=64, blockysize=64)
+    if nodata_box is not None:
+        profile["nodata"] = 0
+        r0, r1, c0, c1 = nodata_box
+        data[:, r0:r1, c0:c1] = 0
+    with rasterio.open(path, "w", **profile) as ds:
+        ds.write(data)
+    return path
+
+
+class ConstModel(torch.nn.Module):
+    """Predicts the same probability everywhere (to test blending)."""
+
+    def __init__(self, cfg, p=0.3):
+        super().__init__()
+        self.cfg = cfg
+        self.logit = float(np.log(p / (1 - p)))
+        self.w = torch.nn.Parameter(torch.zeros(1))
+
+    def normalize(self, x):
+        return x
+
+    def forward(self, x):
+        return torch.full((x.shape[0], 1) + x.shape[2:], self.logit) + 0 * self.w
+
+
+# ----------------------------------------------------------------------------------------------- tiling math
+
+def test_tile_starts_cover_and_align_to_the_end():
+    for size, tile, ov in [(1000, 256, 64), (1024, 1024, 256), (1025, 1024, 256), (300, 128, 32), (5000, 1024, 256)]:
+        s = tile_starts(size, tile, ov)
+        assert s[0] == 0 and s[-1] == max(0, size - tile)
+        covered = np.zeros(size, bool)
+        for a in s:
+            covered[a:a + tile] = True
+        assert covered.all()
+        assert all(b - a <= tile - ov for a, b in zip(s, s[1:]))
+    assert tile_starts(100, 128, 32) == [0]
+
+
+def test_model_tile_for_small_scenes_is_multiple_of_32():
+    assert model_tile(352, 1000, 512) == (352, 512)
+    assert model_tile(100, 33, 1024) == (128, 64)
+
+
+def test_blend_weights_positive_and_symmetric():
+    w = blend_weights_1d(128, 32)
+    assert (w > 0).all() and np.allclose(w, w[::-1]) and w[64] == 1
+
+
+def test_reflect_pad_larger_than_array():
+    a = np.arange(6).reshape(2, 3)
+    out = reflect_pad(a, 0, 5, 0, 4)
+    assert out.shape == (7, 7) and (out[:2, :3] == a).all()
+
+
+# ------------------------------------------------------------------------------------------------- pipeline
+
+def test_extract_end_to_end(cli, tmp_path, tiny_ckpt):
+    scene = make_scene(tmp_path / "s.tif")
+    out = tmp_path / "roads.gpkg"
+    code, stdout, err = cli("extract", scene, "-o", out, "--model", tiny_ckpt, "--tile", "128", "--overlap", "32",
+                            "--prob-out", tmp_path / "p.tif", "--mask-out", tmp_path / "m.tif",
+                            "--preview", tmp_path / "v.png", "--min-component-m", "0", "--min-spur-m", "0")
+    assert code == 0, err
+    import geopandas as gpd
+    import pyogrio
+    assert {n for n, _ in pyogrio.list_layers(out)} == {"edges", "nodes"}
+    edges = gpd.read_file(out, layer="edges")
+    assert list(edges.columns[:7]) == ["id", "u", "v", "length_m", "mean_prob", "min_prob", "width_m"]
+    assert edges.crs.to_epsg() == 32611
+    with rasterio.open(tmp_path / "p.tif") as ds:
+        assert ds.crs.to_epsg() == 32611 and ds.width == 300 and ds.profile.get("tiled", True)
+    assert (tmp_path / "v.png").stat().st_size > 0
+    assert not (tmp_path / "roads.gpkg.roadmap-work").exists()
+    assert "road length" in stdout
+
+
+def test_constant_predictor_gives_constant_mosaic(tmp_path, tiny_cfg, monkeypatch):
+    from roadmap_cli import extract as ex
+    from roadmap_cli.nn import checkpoint
+    scene = make_scene(tmp_path / "s.tif", size=333)
+    monkeypatch.setattr(checkpoint, "load_model", lambda *a, **k: ConstModel(tiny_cfg, 0.3))
+    ex.run_extract(ex.ExtractOptions(scene=scene, output=tmp_path / "r.gpkg", tile=128, overlap=48,
+                                     prob_out=tmp_path / "p.tif", quiet=True))
+    with rasterio.open(tmp_path / "p.tif") as ds:
+        p = ds.read(1)
+    assert p.shape == (333, 333)
+    assert np.allclose(p, 0.3, atol=1e-3)  # float16 tile cache; no seam, no border effect
+
+
+def test_nodata_is_honoured(tmp_path, tiny_cfg, monkeypatch):
+    from roadmap_cli import extract as ex
+    from roadmap_cli.nn import checkpoint
+    scene = make_scene(tmp_path / "s.tif", nodata_box=(0, 300, 200, 300))
+    monkeypatch.setattr(checkpoint, "load_model", lambda *a, **k: ConstModel(tiny_cfg, 0.9))
+    ex.run_extract(ex.ExtractOptions(scene=scene, output=tmp_path / "r.gpkg", tile=128, overlap=32,
+                                     prob_out=tmp_path / "p.tif", mask_out=tmp_path / "m.tif", quiet=True,
+                                     min_component_m=0))
+    with rasterio.open(tmp_path / "p.tif") as ds:
+        p = ds.read(1, masked=True)
+    assert p.mask[:, 201:].all() and not p.mask[:, :199].any()
+    import geopandas as gpd
+    edges = gpd.read_file(tmp_path / "r.gpkg", layer="edges")
+    assert edges.total_bounds[2] <= 500000 + 201  # nothing drawn inside the nodata area
+
+
+def test_geographic_crs_round_trip_and_metric_length(tmp_path, tiny_cfg, monkeypatch):
+    """Roads across a EPSG:4326 scene: coordinates stay in the scene, lengths are metric."""
+    from roadmap_cli import extract as ex
+    from roadmap_cli.nn import checkpoint
+    res = 9e-6  # ~1 m at this latitude
+    scene = make_scene(tmp_path / "g.tif", crs="EPSG:4326", res=res, origin=(-115.17, 36.24))
+
+    class Stripe(ConstModel):
+        def forward(self, x):  # road where the image is bright
+            return (x[:, :1] > 150).float() * 20 - 10 + 0 * self.w
+
+    monkeypatch.setattr(checkpoint, "load_model", lambda *a, **k: Stripe(tiny_cfg))
+    ex.run_extract(ex.ExtractOptions(scene=scene, output=tmp_path / "r.geojson", tile=128, overlap=32,
+                                     quiet=True, gsd=1.0))
+    import geopandas as gpd
+    edges = gpd.read_file(tmp_path / "r.geojson")
+    assert edges.crs.to_epsg() == 4326
+    minx, miny, maxx, maxy = edges.total_bounds
+    with rasterio.open(scene) as ds:
+        b = ds.bounds
+    assert b.left <= minx and maxx <= b.right and b.bottom <= miny and maxy <= b.top
+    from pyproj import Geod
+    geod = Geod(ellps="WGS84")
+    expected = geod.inv(b.left, 36.2387, b.right, 36.2387)[2] + geod.inv(b.left, b.bottom, b.left, b.top)[2]
+    assert 0.93 * expected < edges["length_m"].sum() < 1.03 * expected  # both roads, in metres
+
+
+def test_resume_after_interruption_equals_uninterrupted(tmp_path, tiny_ckpt, monkeypatch):
+    from roadmap_cli import extract as ex
+    scene = make_scene(tmp_path / "s.tif", size=400)
+    kw = dict(model=str(tiny_ckpt), tile=128, overlap=32, quiet=True, batch_size=1)
+    ex.run_extract(ex.ExtractOptions(scene=scene, output=tmp_path / "a.gpkg", prob_out=tmp_path / "a.tif", **kw))
+    real_save = np.save
+    calls = {"n": 0}
+
+    def dying_save(*a, **k):
+        calls["n"] += 1
+        if calls["n"] == 5:
+            raise KeyboardInterrupt  # as if killed mid-run
+        return real_save(*a, **k)
+
+    monkeypatch.setattr(ex.np, "save", dying_save)
+    with pytest.raises(KeyboardInterrupt):
+        ex.run_extract(ex.ExtractOptions(scene=scene, output=tmp_path / "b.gpkg", prob_out=tmp_path / "b.tif",
+                                         **kw))
+    work = tmp_path / "b.gpkg.roadmap-work"
+    assert len(list((work / "tiles").glob("*.npy"))) == 4 and not (tmp_path / "b.gpkg").exists()
+    monkeypatch.setattr(ex.np, "save", real_save)
+    r = ex.run_extract(ex.ExtractOptions(scene=scene, output=tmp_path / "b.gpkg", prob_out=tmp_path / "b.tif",
+                                         resume=True, **kw))
+    assert r["tiles"] == 16
+    with rasterio.open(tmp_path / "a.tif") as a, rasterio.open(tmp_path / "b.tif") as b:
+        assert np.array_equal(a.read(), b.read())
+    import geopandas as gpd
+    ea, eb = gpd.read_file(tmp_path / "a.gpkg", layer="edges"), gpd.read_file(tmp_path / "b.gpkg", layer="edges")
+    assert ea.geometry.geom_equals_exact(eb.geometry, 1e-9).all() and len(ea) == len(eb)
+
+
+def test_interrupted_run_needs_resume_or_overwrite(cli, tmp_path, tiny_ckpt):
+    scene = make_scene(tmp_path / "s.tif")
+    (tmp_path / "r.gpkg.roadmap-work").mkdir()
+    code, _, err = cli("extract", scene, "-o", tmp_path / "r.gpkg", "--model", tiny_ckpt)
+    assert code == 2 and "--resume" in err
+
+
+def test_dry_run_prints_plan(cli, tmp_path, tiny_ckpt):
+    scene = make_scene(tmp_path / "s.tif", size=700)
+    code, out, err = cli("extract", scene, "-o", tmp_path / "r.gpkg", "--model", tiny_ckpt, "--tile", "256",
+                         "--overlap", "64", "--dry-run")
+    assert code == 0, err
+    assert "16 = 4 rows x 4 cols of 256 x 256, overlap 64" in out and "memory estimate" in out  # stride 192
+    assert not (tmp_path / "r.gpkg").exists()
+
+
+def test_uint16_multiband_and_band_selection(cli, tmp_path, tiny_ckpt):
+    scene = make_scene(tmp_path / "s.tif", dtype="uint16", bands=4, tiled=True)
+    code, _, err = cli("extract", scene, "-o", tmp_path / "r.gpkg", "--model", tiny_ckpt, "--bands", "3,2,1",
+                       "--tile", "128")
+    assert code == 0, err
+
+
+# ---------------------------------------------------------------------------------------------- bad input
+
+def _no_outputs(tmp_path, keep):
+    return sorted(p.name for p in tmp_path.iterdir() if p.name not in keep) == []
+
+
+def test_bad_inputs_each_give_one_clear_line(cli, tmp_path, tiny_ckpt):
+    good = make_scene(tmp_path / "good.tif")
+    keep = {"good.tif"}
+
+    def check(args, expect, extra_keep=()):
+        code, _, err = cli("extract", *args)
+        lines = [ln for ln in err.splitlines() if ln.strip()]
+        assert code == 2 and len(lines) == 1 and expect in lines[0], err
+        assert "Traceback" not in err
+        assert _no_outputs(tmp_path, keep | set(extra_keep)), list(tmp_path.iterdir())
+
+    out = tmp_path / "r.gpkg"
+    check([tmp_path / "missing.tif", "-o", out, "--model", tiny_ckpt], "not found")
+    (tmp_path / "text.tif").write_text("hello")
+    keep.add("text.tif")
+    check([tmp_path / "text.tif", "-o", out, "--model", tiny_ckpt], "not a readable raster")
+    trunc = tmp_path / "trunc.tif"
+    make_scene(trunc, size=600, tiled=True)
+    data = trunc.read_bytes()
+    trunc.write_bytes(data[: len(data) // 3])
+    keep.add("trunc.tif")
+    check([trunc, "-o", out, "--model", tiny_ckpt, "--tile", "128"], "truncated or corrupt")
+    nod = make_scene(tmp_path / "nod.tif", nodata_box=(0, 300, 0, 300))
+    keep.add("nod.tif")
+    check([nod, "-o", out, "--model", tiny_ckpt], "no valid pixels")
+    check([good, "-o", out, "--model", tiny_ckpt, "--bands", "5"], "band 5 does not exist")
+    check([good, "-o", tmp_path / "nodir" / "r.gpkg", "--model", tiny_ckpt], "does not exist")
+    check([good, "-o", tmp_path / "r.shp", "--model", tiny_ckpt], "unknown format")
+    (tmp_path / "exists.gpkg").write_text("old")
+    keep.add("exists.gpkg")
+    check([good, "-o", tmp_path / "exists.gpkg", "--model", tiny_ckpt], "exists; pass --overwrite")
+    assert (tmp_path / "exists.gpkg").read_text() == "old"
+    check([good, "-o", out, "--model", "roadmap-compact", "--weights", tiny_ckpt],
+          "is for variant 'tiny-test', not 'roadmap-compact'")
+    nogeo = tmp_path / "nogeo.tif"
+    with rasterio.open(nogeo, "w", driver="GTiff", width=64, height=64, count=3, dtype="uint8") as ds:
+        ds.write(np.zeros((3, 64, 64), np.uint8) + 100)
+    keep.add("nogeo.tif")
+    check([nogeo, "-o", out, "--model", tiny_ckpt], "no georeferencing")
+
+
+def test_unwritable_output_folder(cli, tmp_path, tiny_ckpt, monkeypatch):
+    import os
+    good = make_scene(tmp_path / "good.tif")
+    real = os.access
+    monkeypatch.setattr(os, "access", lambda p, m: False if m == os.W_OK else real(p, m))
+    code, _, err = cli("extract", good, "-o", tmp_path / "r.gpkg", "--model", tiny_ckpt)
+    assert code == 2 and "not writable" in err
+
+
+def test_pixel_coords_allowed_with_flag(cli, tmp_path, tiny_ckpt):
+    nogeo = tmp_path / "nogeo.tif"
+    with rasterio.open(nogeo, "w", driver="GTiff", width=96, height=96, count=3, dtype="uint8") as ds:
+        ds.write(np.zeros((3, 96, 96), np.uint8) + 100)
+    code, _, err = cli("extract", nogeo, "-o", tmp_path / "r.geojson", "--model", tiny_ckpt, "--allow-pixel-coords")
+    assert code == 0, err
+    assert json.loads((tmp_path / "r.geojson").read_text())["type"] == "FeatureCollection"
