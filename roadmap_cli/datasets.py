@@ -61,16 +61,14 @@ def _files(folder: Path) -> dict[str, Path]:
     return {p.stem: p for p in sorted(folder.iterdir()) if p.suffix.lower() in IMAGE_EXT} if folder.is_dir() else {}
 
 
-def pair_folders(images: Path, labels: Path, strip: tuple[str, str] = ("", "")) -> list[Pair]:
+def pair_folders(images: Path, labels: Path) -> list[Pair]:
     imgs, labs = _files(images), _files(labels)
     if not imgs:
         raise UserError(f"no images (.tif/.png/.jpg) in {images}")
-    norm_l = {k[: -len(strip[1])] if strip[1] and k.endswith(strip[1]) else k: v for k, v in labs.items()}
     pairs, missing = [], []
     for stem, p in imgs.items():
-        key = stem[: -len(strip[0])] if strip[0] and stem.endswith(strip[0]) else stem
-        if key in norm_l:
-            pairs.append(Pair(key, p, norm_l[key]))
+        if stem in labs:
+            pairs.append(Pair(stem, p, labs[stem]))
         else:
             missing.append(p.name)
     if missing:
@@ -98,8 +96,15 @@ def deepglobe_split(root: Path, seed: int = 0) -> dict[str, list[str]]:
     split_file = root / "roadmap_split.json"
     if split_file.is_file():
         return json.loads(split_file.read_text())
-    pairs = pair_folders(root / "train", root / "train", strip=("_sat", "_mask"))
-    stems = sorted(p.stem for p in pairs if p.image != p.label)
+    folder = root / "train"
+    sats = {p.name[: -len("_sat.jpg")] for p in folder.glob("*_sat.jpg")}
+    masks = {p.name[: -len("_mask.png")] for p in folder.glob("*_mask.png")}
+    if not sats:
+        raise UserError(f"no *_sat.jpg images in {folder}")
+    missing = sorted(sats - masks)
+    if missing:
+        raise UserError(f"{len(missing)} DeepGlobe image(s) in {folder} have no *_mask.png (e.g. {missing[0]}_sat.jpg)")
+    stems = sorted(sats)
     rng = random.Random(seed)
     rng.shuffle(stems)
     n = len(stems)

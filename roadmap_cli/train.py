@@ -5,7 +5,6 @@ import csv
 import logging
 import math
 import os
-import random
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -72,8 +71,8 @@ def _dist_info():
 
 
 def _rng_state() -> dict:
-    st = {"torch": torch.get_rng_state(), "numpy": np.random.get_state()[1].astype(np.int64),
-          "python": torch.tensor(list(random.getstate()[1]), dtype=torch.int64)}
+    # the data stream is a pure function of (seed, epoch, index); only torch's generators carry state
+    st = {"torch": torch.get_rng_state()}
     if torch.cuda.is_available():
         st["cuda"] = torch.cuda.get_rng_state_all()
     return st
@@ -247,7 +246,7 @@ def run_train(opts: TrainOptions) -> Path:
                     save_last()
             if step >= (epoch + 1) * steps_per_epoch or step >= total:
                 if rank == 0:
-                    m = evaluate(model, val_pairs, device, recipe)
+                    m = {k: float(v) for k, v in evaluate(model, val_pairs, device, recipe).items()}
                     key = recipe["select"]
                     if key not in m:
                         raise UserError(f"--select {key}: not a validation metric ({', '.join(m)})")

@@ -1,0 +1,208 @@
+"""roadmap train: loss, recipe, exact resume, datasets and their errors, DDP on CPU (gloo)."""
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+import yaml
+from PIL import Image
+
+from roadmap_cli.datasets import (RoadDataset, build_pairs, deepglobe_split, massachusetts_pairs, patch_origins,
+                                  read_label)
+from roadmap_cli.errors import UserError
+from roadmap_cli.train import TrainOptions, bce_dice_loss, lr_at, run_train
+
+
+def write_tiny_yaml(path, cfg):
+    path.write_text(yaml.safe_dump(cfg.to_dict()))
+    return path
+
+
+def make_folder_dataset(root, n=4, size=96):
+    (root / "images").mkdir(parents=True)
+    (root / "labels").mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(n):
+        lab = np.zeros((size, size), np.uint8)
+        r = int(rng.integers(10, size - 10))
+        lab[r - 3:r + 3] = 255
+        img = np.where(lab[..., None] > 0, 200, 70).astype(np.uint8).repeat(3, 2)
+        Image.fromarray(img).save(root / "images" / f"t{i}.png")
+        Image.fromarray(lab).save(root / "labels" / f"t{i}.png")
+    return root
+
+
+def test_loss_is_bce_plus_dice():
+    logits = torch.tensor([[[[10.0, -10.0]]]])
+    target = torch.tensor([[[[1.0, 0.0]]]])
+    assert float(bce_dice_loss(logits, target)) < 1e-3
+    assert float(bce_dice_loss(-logits, target)) > 10
+
+
+def test_cosine_schedule_with_warmup():
+    assert lr_at(0, 1000, 2e-4, 1e-6, 100) == pytest.approx(2e-6)
+    assert lr_at(100, 1000, 2e-4, 1e-6, 100) == pytest.approx(2e-4)
+    assert lr_at(1000, 1000, 2e-4, 1e-6, 100) == pytest.approx(1e-6)
+
+
+def test_loss_decreases_on_a_fixed_real_batch(shared, tiny_cfg):
+    d = shared / "massachusetts-roads-cskanani"
+    img = np.asarray(Image.open(d / "images" / "2.jpg").convert("RGB"))[:128, :128].astype(np.float32)
+    lab = read_label(d / "labels" / "2.jpg")[:128, :128].astype(np.float32)
+    from roadmap_cli.nn import build_model
+    torch.manual_seed(0)
+    m = build_model(tiny_cfg).train()
+    opt = torch.optim.AdamW(m.parameters(), 1e-3)
+    x = m.normalize(torch.from_numpy(img).permute(2, 0, 1)[None])
+    y = torch.from_numpy(lab)[None, None]
+    losses = []
+    for _ in range(30):
+        loss = bce_dice_loss(m(x), y)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(float(loss))
+    assert losses[-1] < 0.75 * losses[0]
+
+
+def _opts(tmp_path, root, yaml_path, **over):
+    o = dict(epochs=2, batch_size=2, crop=64, steps_per_epoch=3, val_tile=64, val_overlap=16, ckpt_every=2,
+             warmup_steps=0)
+    o.update(over)
+    return TrainOptions(dataset="folder", root=root, out=tmp_path / "run", model=str(yaml_path), val_names="t3",
+                        device="cpu", overrides=o)
+
+
+def test_train_writes_checkpoints_metrics_and_summary(tmp_path, tiny_cfg):
+    root = make_folder_dataset(tmp_path / "data")
+    y = write_tiny_yaml(tmp_path / "tiny.yaml", tiny_cfg)
+    best = run_train(_opts(tmp_path, root, y))
+    run = tmp_path / "run"
+    assert best.exists() and (run / "last.pt").exists()
+    rows = (run / "metrics.csv").read_text().splitlines()
+    assert rows[0].startswith("epoch,step,loss,lr") and "apls" in rows[0] and len(rows) == 3
+    summary = yaml.safe_load((run / "summary.yaml").read_text())
+    assert summary["val"] == ["t3"] and "t3" not in summary["train"]
+    ck = torch.load(best, weights_only=True)
+    assert ck["format"] == "roadmap-checkpoint" and "val_metrics" in ck
+    with pytest.raises(UserError, match="already holds a run"):
+        run_train(_opts(tmp_path, root, y))
+
+
+def test_resume_after_kill_is_exact(tmp_path, tiny_cfg, monkeypatch):
+    root = make_folder_dataset(tmp_path / "data")
+    y = write_tiny_yaml(tmp_path / "tiny.yaml", tiny_cfg)
+    torch.manual_seed(123)
+    run_train(_opts(tmp_path / "a", root, y))
+    full = torch.load(tmp_path / "a" / "run" / "last.pt", weights_only=True)
+
+    import roadmap_cli.train as tr
+    real = tr.bce_dice_loss
+    calls = {"n": 0}
+
+    def dying(*a, **k):
+        calls["n"] += 1
+        if calls["n"] == 5:  # killed during step 5, after the step-4 checkpoint
+            raise KeyboardInterrupt
+        return real(*a, **k)
+
+    monkeypatch.setattr(tr, "bce_dice_loss", dying)
+    with pytest.raises(KeyboardInterrupt):
+        run_train(_opts(tmp_path / "b", root, y))
+    monkeypatch.setattr(tr, "bce_dice_loss", real)
+    o = _opts(tmp_path / "b", root, y)
+    o.resume = True
+    run_train(o)
+    resumed = torch.load(tmp_path / "b" / "run" / "last.pt", weights_only=True)
+    assert resumed["step"] == full["step"] == 6
+    for k in full["model"]:
+        assert torch.equal(full["model"][k], resumed["model"][k]), k
+
+
+def test_massachusetts_layouts(tmp_path, shared):
+    src = shared / "massachusetts-roads-movehack"
+    off = tmp_path / "official"
+    for split in ("train", "valid"):
+        (off / split / "sat").mkdir(parents=True)
+        (off / split / "map").mkdir(parents=True)
+    Image.open(src / "sat_1024" / "10078660_15.png").save(off / "train" / "sat" / "10078660_15.tiff")
+    Image.open(src / "map_1024" / "10078660_15.png").save(off / "train" / "map" / "10078660_15.tif")
+    pairs = massachusetts_pairs(off, "train")
+    assert [p.stem for p in pairs] == ["10078660_15"]
+    kag = tmp_path / "kaggle" / "tiff"
+    (kag / "val").mkdir(parents=True)
+    (kag / "val_labels").mkdir()
+    Image.open(src / "sat_1024" / "10228690_13.png").save(kag / "val" / "10228690_13.tiff")
+    Image.open(src / "map_1024" / "10228690_13.png").save(kag / "val_labels" / "10228690_13.tif")
+    assert [p.stem for p in massachusetts_pairs(tmp_path / "kaggle", "valid")] == ["10228690_13"]
+    with pytest.raises(UserError, match="not a Massachusetts Roads folder"):
+        massachusetts_pairs(tmp_path, "test")
+
+
+def test_massachusetts_patches_1500_to_1024():
+    assert patch_origins(1500, 1500, 1024, 476) == [(0, 0), (0, 476), (476, 0), (476, 476)]
+
+
+def test_real_tiles_dataset_and_binarisation(shared):
+    pairs = build_pairs("massachusetts", shared / "massachusetts-roads-cskanani", "train", val_names="5,12")
+    assert len(pairs) == 9 and {p.stem for p in pairs}.isdisjoint({"5", "12"})
+    ds = RoadDataset(pairs[:1], augment=False)
+    assert len(ds) == 4  # 4 overlapping 1024 patches per 1500 image
+    img, lab = ds.get(3, 0)
+    assert img.shape == (1024, 1024, 3) and set(np.unique(lab)) <= {0.0, 1.0}
+
+
+def test_deepglobe_split_is_seeded_8_1_1_and_saved(tmp_path):
+    root = tmp_path / "dg"
+    (root / "train").mkdir(parents=True)
+    for i in range(50):
+        Image.new("RGB", (8, 8)).save(root / "train" / f"{i}_sat.jpg")
+        Image.new("L", (8, 8)).save(root / "train" / f"{i}_mask.png")
+    split = deepglobe_split(root, seed=0)
+    assert (len(split["train"]), len(split["val"]), len(split["test"])) == (40, 5, 5)
+    assert json.loads((root / "roadmap_split.json").read_text()) == split
+    assert set(split["train"]).isdisjoint(split["val"]) and set(split["val"]).isdisjoint(split["test"])
+
+
+def test_bad_dataset_folders(tmp_path):
+    root = make_folder_dataset(tmp_path / "d")
+    os.remove(root / "labels" / "t1.png")
+    with pytest.raises(UserError, match="have no label"):
+        build_pairs("folder", root, "train", val_names="t0")
+    root2 = make_folder_dataset(tmp_path / "e")
+    Image.new("L", (50, 50)).save(root2 / "labels" / "t1.png")
+    pairs = build_pairs("folder", root2, "train", val_names="t0")
+    with pytest.raises(UserError, match="but its label"):
+        RoadDataset(pairs)
+    with pytest.raises(UserError, match="does not exist"):
+        build_pairs("folder", tmp_path / "nope", "train", val_names="t0")
+    with pytest.raises(UserError, match="--val names not in the dataset"):
+        build_pairs("folder", root2, "train", val_names="zzz")
+
+
+def test_datasets_download_offline_is_clear(cli, tmp_path, monkeypatch):
+    import urllib.request
+
+    def offline(*a, **k):
+        raise urllib.error.URLError("no network")
+
+    monkeypatch.setattr(urllib.request, "urlopen", offline)
+    code, _, err = cli("datasets", "download", "massachusetts", "--root", tmp_path)
+    assert code == 3 and "cannot reach" in err and "{train,valid,test}/{sat,map}" in err
+
+
+@pytest.mark.slow
+def test_ddp_two_processes_gloo(tmp_path, tiny_cfg):
+    root = make_folder_dataset(tmp_path / "data")
+    y = write_tiny_yaml(tmp_path / "tiny.yaml", tiny_cfg)
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29533",
+           "-m", "roadmap_cli", "train", "--dataset", "folder", "--root", str(root), "--val", "t3",
+           "--model", str(y), "--out", str(tmp_path / "ddp"), "--device", "cpu", "--epochs", "1",
+           "--steps-per-epoch", "2", "--crop", "64", "--batch-size", "1"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert (tmp_path / "ddp" / "best.pt").exists() and (tmp_path / "ddp" / "last.pt").exists()
