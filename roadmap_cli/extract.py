@@ -122,7 +122,7 @@ def _validate(opts: ExtractOptions) -> None:
 
 def run_extract(opts: ExtractOptions) -> dict:
     from .raster import (StretchStats, configure_gdal, has_valid_pixels, is_georeferenced, open_raster,
-                         parse_bands, read_window, working_grid)
+                         parse_bands, working_grid)
 
     configure_gdal()
     _validate(opts)
@@ -138,8 +138,6 @@ def run_extract(opts: ExtractOptions) -> dict:
         bands = parse_bands(opts.bands, ds.count)
         if not has_valid_pixels(ds, bands):
             raise UserError(f"{opts.scene} has no valid pixels (all nodata)")
-
-        import torch
 
         from .nn.checkpoint import load_model
         device = resolve_device(opts.device)
@@ -165,12 +163,11 @@ def run_extract(opts: ExtractOptions) -> dict:
         created_here = not opts.resume
         try:
             result = _run(opts, ds, grid, bands, th, tw, ov, ys, xs, plan, work, model, device, dtype, threshold,
-                          times, StretchStats(ds, bands), read_window)
+                          times, StretchStats(ds, bands))
         except UserError:
             if created_here:
                 shutil.rmtree(work, ignore_errors=True)
             raise
-        del torch
     shutil.rmtree(work, ignore_errors=True)
     times["total"] = time.time() - t_start
     result["times"] = times
@@ -220,8 +217,9 @@ def _tile_path(work: Path, i: int, j: int) -> Path:
     return work / "tiles" / f"{i:05d}_{j:05d}.npy"
 
 
-def _run(opts, ds, grid, bands, th, tw, ov, ys, xs, plan, work, model, device, dtype, threshold, times,
-         stretch, read_window):
+def _run(opts, ds, grid, bands, th, tw, ov, ys, xs, plan, work, model, device, dtype, threshold, times, stretch):
+    from .raster import read_valid, read_window
+
     predictor = Predictor(model, device, dtype, opts.tta)
     todo = [(i, j) for i, j in plan if not _tile_path(work, i, j).exists()]
     weight = blend_weights(th, tw, ov)
@@ -274,7 +272,7 @@ def _run(opts, ds, grid, bands, th, tw, ov, ys, xs, plan, work, model, device, d
                         acc += t[sl] * weight[sl]
                         wsum += weight[sl]
                 p = acc / wsum
-                _, valid = read_window(ds, grid, bands, stretch, a, b, c, d)
+                valid = read_valid(ds, grid, bands, a, b, c, d)
                 m = (p >= threshold).astype(np.uint8)
                 p[~valid] = -1.0
                 m[~valid] = 255

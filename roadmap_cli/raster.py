@@ -123,21 +123,41 @@ class StretchStats:
         return np.clip(np.nan_to_num(out), 0, 255).transpose(1, 2, 0)
 
 
+def _source_window(grid: SceneGrid, r0: int, r1: int, c0: int, c1: int):
+    from rasterio.windows import Window
+
+    s = grid.scale
+    return Window(c0 * s, r0 * s, (c1 - c0) * s, (r1 - r0) * s), (r1 - r0, c1 - c0)
+
+
+def _read_error(ds, e) -> UserError:
+    return UserError(f"cannot read {ds.name}: {str(e).splitlines()[0][:160]} (truncated or corrupt file?)")
+
+
+def read_valid(ds, grid: SceneGrid, bands: list[int], r0: int, r1: int, c0: int, c1: int) -> np.ndarray:
+    """Validity (not nodata / masked) of working-grid window [r0, r1) x [c0, c1)."""
+    from rasterio.enums import Resampling
+    from rasterio.errors import RasterioIOError
+
+    win, shape = _source_window(grid, r0, r1, c0, c1)
+    try:
+        return ds.read_masks(bands[0], window=win, out_shape=shape, resampling=Resampling.nearest) > 0
+    except RasterioIOError as e:
+        raise _read_error(ds, e) from e
+
+
 def read_window(ds, grid: SceneGrid, bands: list[int], stretch: StretchStats, r0: int, r1: int, c0: int, c1: int):
     """Read working-grid window [r0, r1) x [c0, c1) (inside the grid) -> (image (h, w, 3) 0..255, valid (h, w))."""
     from rasterio.enums import Resampling
     from rasterio.errors import RasterioIOError
-    from rasterio.windows import Window
 
-    s = grid.scale
-    win = Window(c0 * s, r0 * s, (c1 - c0) * s, (r1 - r0) * s)
-    shape = (r1 - r0, c1 - c0)
+    win, shape = _source_window(grid, r0, r1, c0, c1)
     try:
         data = ds.read(bands, window=win, out_shape=(len(bands),) + shape,
-                       resampling=Resampling.bilinear if s != 1 else Resampling.nearest)
-        valid = ds.read_masks(bands[0], window=win, out_shape=shape, resampling=Resampling.nearest) > 0
+                       resampling=Resampling.bilinear if grid.scale != 1 else Resampling.nearest)
     except RasterioIOError as e:
-        raise UserError(f"cannot read {ds.name}: {str(e).splitlines()[0][:160]} (truncated or corrupt file?)") from e
+        raise _read_error(ds, e) from e
+    valid = read_valid(ds, grid, bands, r0, r1, c0, c1)
     img = stretch.apply(data)
     img[~valid] = 0
     return img, valid
@@ -150,5 +170,5 @@ def has_valid_pixels(ds, bands: list[int]) -> bool:
     try:
         m = ds.read_masks(bands[0], out_shape=(max(1, ds.height // f), max(1, ds.width // f)))
     except RasterioIOError as e:
-        raise UserError(f"cannot read {ds.name}: {str(e).splitlines()[0][:160]} (truncated or corrupt file?)") from e
+        raise _read_error(ds, e) from e
     return bool(m.any())

@@ -1,0 +1,116 @@
+"""Graph building on a generated road mask far larger than one sknw call can take.
+
+Writes an N x N road mask (default 40000) block by block into a tiled GeoTIFF, then runs the tiled skeleton ->
+per-tile sknw -> join -> cleanup pipeline on it, reporting time and peak RSS; then builds the graph of the
+largest crop a single sknw call handles (sknw wraps coordinates past 32767) both ways for comparison.
+
+    python benchmarks/bench_graph.py --size 40000
+"""
+import argparse
+import json
+import os
+import resource
+import tempfile
+import time
+
+import numpy as np
+import warnings
+
+import rasterio
+from rasterio.errors import NotGeoreferencedWarning
+from rasterio.windows import Window
+from scipy import ndimage
+from skimage.draw import line as draw_line
+
+os.environ.setdefault("GDAL_CACHEMAX", "128")
+warnings.simplefilter("ignore", NotGeoreferencedWarning)
+
+
+def rss_gb():
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6
+
+
+def road_block(r0, c0, h, w, spacing=300, width=7, seed=0):
+    """A jittered street grid, deterministic per global position, plus diagonal avenues."""
+    m = np.zeros((h, w), bool)
+    for k in range(r0 // spacing, (r0 + h) // spacing + 1):
+        y = k * spacing + int(np.random.default_rng([seed, k + 10**6, 0]).integers(-40, 40)) - r0
+        if 0 <= y < h:
+            m[y, :] = True
+    for k in range(c0 // spacing, (c0 + w) // spacing + 1):
+        x = k * spacing + int(np.random.default_rng([seed, k + 10**6, 1]).integers(-40, 40)) - c0
+        if 0 <= x < w:
+            m[:, x] = True
+    for k in range(-20, 200):  # avenues x - y = k * 2000
+        d = k * 2000
+        y0, y1 = max(0, c0 - d - r0), min(h - 1, c0 + w - 1 - d - r0)
+        if y0 <= y1:
+            rr, cc = draw_line(y0, y0 + d + r0 - c0, y1, y1 + d + r0 - c0)
+            ok = (cc >= 0) & (cc < w)
+            m[rr[ok], cc[ok]] = True
+    return ndimage.binary_dilation(m, iterations=width // 2)
+
+
+def write_mask(path, size, block=2048):
+    prof = dict(driver="GTiff", width=size, height=size, count=1, dtype="uint8", tiled=True, blockxsize=512,
+                blockysize=512, compress="deflate", BIGTIFF="YES")
+    with rasterio.open(path, "w", **prof) as ds:
+        for r in range(0, size, block):
+            for c in range(0, size, block):
+                h, w = min(block, size - r), min(block, size - c)
+                pad = 8  # dilation across block borders
+                m = road_block(r - pad, c - pad, h + 2 * pad, w + 2 * pad)[pad:pad + h, pad:pad + w]
+                ds.write(m.astype(np.uint8), 1, window=Window(c, r, w, h))
+
+
+def tiled_graph(mask_path, work, tile=2048):
+    from roadmap_cli.graph import CleanOptions, build_graph, clean_graph, skeletonize_tiled
+    with rasterio.open(mask_path) as src:
+        h, w = src.height, src.width
+        prof = dict(src.profile)
+        read_mask = lambda r0, r1, c0, c1: src.read(1, window=Window(c0, r0, c1 - c0, r1 - r0)) > 0  # noqa
+        with rasterio.open(os.path.join(work, "ske.tif"), "w+", **prof) as ske:
+            skeletonize_tiled(read_mask, h, w, lambda r0, c0, a: ske.write(a.astype(np.uint8), 1,
+                              window=Window(c0, r0, a.shape[1], a.shape[0])), tile)
+            read_ske = lambda r0, r1, c0, c1: ske.read(1, window=Window(c0, r0, c1 - c0, r1 - r0))  # noqa
+            g = build_graph(read_ske, h, w, tile)
+    return clean_graph(g, CleanOptions(gsd=1.0, bridge_m=0))
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--size", type=int, default=40000)
+    ap.add_argument("--single", type=int, default=8192, help="crop side for the single-sknw comparison")
+    a = ap.parse_args()
+    with tempfile.TemporaryDirectory(dir=".") as work:
+        path = os.path.join(work, "mask.tif")
+        t = time.perf_counter()
+        write_mask(path, a.size)
+        gen = time.perf_counter() - t
+        base = rss_gb()
+        t = time.perf_counter()
+        g = tiled_graph(path, work)
+        out = {"size": a.size, "generate_s": round(gen, 1), "tiled_graph_s": round(time.perf_counter() - t, 1),
+               "nodes": g.number_of_nodes(), "edges": g.number_of_edges(),
+               "peak_rss_GB_before": round(base, 2), "peak_rss_GB": round(rss_gb(), 2)}
+        print(json.dumps(out), flush=True)
+        # comparison on the largest crop a single sknw call is meant for
+        import sknw
+        from skimage.morphology import skeletonize
+        n = a.single
+        with rasterio.open(path) as src:
+            crop = src.read(1, window=Window(0, 0, n, n)) > 0
+        t = time.perf_counter()
+        gs = sknw.build_sknw(skeletonize(crop).astype(np.uint16), multi=True)
+        single = time.perf_counter() - t
+        from roadmap_cli.graph import graph_from_mask
+        t = time.perf_counter()
+        gt_ = graph_from_mask(crop, tile=2048)
+        tiled = time.perf_counter() - t
+        print(json.dumps({"crop": n, "single_sknw_s": round(single, 1), "single_nodes": gs.number_of_nodes(),
+                          "tiled_s": round(tiled, 1), "tiled_nodes": gt_.number_of_nodes(),
+                          "peak_rss_GB": round(rss_gb(), 2)}))
+
+
+if __name__ == "__main__":
+    main()
