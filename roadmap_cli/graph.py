@@ -322,6 +322,18 @@ def bridge_gaps(g: nx.MultiGraph, max_gap_px: float, prob_read: Reader | None = 
         return g
     xy = np.array([g.nodes[k]["o"] for k in keys])
     tree = cKDTree(xy)
+    comp, parent = {}, []
+    for cid, nodes in enumerate(nx.connected_components(g)):
+        parent.append(cid)
+        for m in nodes:
+            comp[m] = cid
+
+    def find(c):  # union-find over component ids
+        while parent[c] != c:
+            parent[c] = parent[parent[c]]
+            c = parent[c]
+        return c
+
     done = set()
     for n in keys:
         if n not in g or g.degree(n) != 1 or n in done:
@@ -334,10 +346,9 @@ def bridge_gaps(g: nx.MultiGraph, max_gap_px: float, prob_read: Reader | None = 
             continue
         direction = direction / np.linalg.norm(direction)
         best, best_d = None, None
-        comp = nx.node_connected_component(g, n) if g.degree(x) <= 2 else {n, x}
         for j in tree.query_ball_point(g.nodes[n]["o"], max_gap_px):
             m = keys[j]
-            if m == n or m not in g or m == x or m in comp:
+            if m == n or m not in g or find(comp[m]) == find(comp[n]):  # only join separate pieces
                 continue
             vec = g.nodes[m]["o"] - g.nodes[n]["o"]
             dist = float(np.linalg.norm(vec))
@@ -363,6 +374,7 @@ def bridge_gaps(g: nx.MultiGraph, max_gap_px: float, prob_read: Reader | None = 
         g.add_edge(n, best, pts=seg[1:-1], _from=n, n=len(seg), sum_p=float(probs.sum()),
                    min_p=float(probs.min()), sum_w=0.0, bridged=True)
         done.update({n, best})
+        parent[find(comp[best])] = find(comp[n])
     return g
 
 

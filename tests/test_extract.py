@@ -275,3 +275,30 @@ def test_pixel_coords_allowed_with_flag(cli, tmp_path, tiny_ckpt):
     code, _, err = cli("extract", nogeo, "-o", tmp_path / "r.geojson", "--model", tiny_ckpt, "--allow-pixel-coords")
     assert code == 0, err
     assert json.loads((tmp_path / "r.geojson").read_text())["type"] == "FeatureCollection"
+
+
+def test_to_crs_and_graphml_export(tmp_path, tiny_cfg, monkeypatch):
+    from roadmap_cli import extract as ex
+    from roadmap_cli.nn import checkpoint
+
+    class Bright(ConstModel):
+        def forward(self, x):
+            return (x[:, :1] > 150).float() * 20 - 10 + 0 * self.w
+
+    monkeypatch.setattr(checkpoint, "load_model", lambda *a, **k: Bright(tiny_cfg))
+    scene = make_scene(tmp_path / "s.tif")
+    ex.run_extract(ex.ExtractOptions(scene=scene, output=tmp_path / "a.gpkg", tile=128, quiet=True))
+    ex.run_extract(ex.ExtractOptions(scene=scene, output=tmp_path / "b.gpkg", tile=128, quiet=True,
+                                     to_crs="EPSG:4326"))
+    ex.run_extract(ex.ExtractOptions(scene=scene, output=tmp_path / "c.graphml", tile=128, quiet=True))
+    import geopandas as gpd
+    import networkx as nx
+    a = gpd.read_file(tmp_path / "a.gpkg", layer="edges")
+    b = gpd.read_file(tmp_path / "b.gpkg", layer="edges")
+    assert b.crs.to_epsg() == 4326 and a.crs.to_epsg() == 32611
+    assert np.allclose(b.to_crs(32611).total_bounds, a.total_bounds, atol=0.01)
+    assert np.allclose(a["length_m"], b["length_m"])  # metric lengths do not depend on the output CRS
+    g = nx.read_graphml(tmp_path / "c.graphml")
+    assert g.number_of_edges() == len(a) and g.number_of_nodes() == len(gpd.read_file(tmp_path / "a.gpkg",
+                                                                                      layer="nodes"))
+    assert all("length" in d and "geometry" in d for _, _, d in g.edges(data=True))
