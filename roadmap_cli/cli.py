@@ -129,7 +129,9 @@ def extract(
     weights: Optional[Path] = typer.Option(None, "--weights", help="Checkpoint to load into --model."),
     bands: Optional[str] = typer.Option(None, "--bands", help="1-based band indices, e.g. 1,2,3."),
     tile: Optional[int] = typer.Option(None, "--tile", help="Tile side in model pixels (multiple of 32)."),
-    overlap: int = typer.Option(256, "--overlap", help="Tile overlap in model pixels."),
+    overlap: Optional[int] = typer.Option(None, "--overlap",
+                                          help="Tile overlap in model pixels (default: a quarter of the tile, "
+                                               "256 at 1024)."),
     batch_size: int = typer.Option(2, "--batch-size", min=1),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or cuda:N."),
     precision: str = typer.Option("auto", "--precision", help="auto, fp32, bf16 or fp16 (fp16 CUDA only)."),

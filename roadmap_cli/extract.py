@@ -33,7 +33,7 @@ class ExtractOptions:
     weights: Path | None = None
     bands: str | None = None
     tile: int | None = None
-    overlap: int = 256
+    overlap: int | None = None  # default: tile // 4
     batch_size: int = 2
     device: str = "auto"
     precision: str = "auto"
@@ -112,7 +112,7 @@ def _validate(opts: ExtractOptions) -> None:
         check_output_path(opts.preview, opts.overwrite)
     if opts.tile is not None and (opts.tile < 32 or opts.tile % 32):
         raise UserError(f"--tile must be a positive multiple of 32, got {opts.tile}")
-    if opts.overlap < 0:
+    if opts.overlap is not None and opts.overlap < 0:
         raise UserError("--overlap must be >= 0")
     if opts.threshold is not None and not 0 < opts.threshold < 1:
         raise UserError("--threshold must be between 0 and 1")
@@ -149,7 +149,7 @@ def run_extract(opts: ExtractOptions) -> dict:
         grid = working_grid(ds, model_gsd) if is_georeferenced(ds) or opts.gsd else working_grid_identity(ds)
         tile = opts.tile or cfg.tile
         th, tw = model_tile(grid.height, grid.width, tile)
-        ov = min(opts.overlap, th // 2, tw // 2)
+        ov = min(tile // 4 if opts.overlap is None else opts.overlap, th // 2, tw // 2)
         ys, xs = tile_starts(grid.height, th, ov), tile_starts(grid.width, tw, ov)
         plan = [(i, j) for i in range(len(ys)) for j in range(len(xs))]
 
@@ -317,18 +317,24 @@ def _run(opts, ds, grid, bands, th, tw, ov, ys, xs, plan, work, model, device, d
         # ---------------------------------------------------------------------------------------- write
         t0 = time.time()
         from .export import to_geodataframes, write_graph
+        steps = 1 + bool(opts.prob_out) + bool(opts.mask_out) + bool(opts.preview)
+        task = progress.add_task("write", total=steps, rate="")
         edges, nodes = to_geodataframes(g, grid.transform, grid.crs, grid.gsd, opts.simplify_m / grid.gsd,
                                         opts.to_crs)
         write_graph(opts.output, edges, nodes, overwrite=opts.overwrite)
+        progress.update(task, advance=1)
         for r in (prob_r, mask_r, ske_r, dist_r):
             r.close()
         if opts.prob_out:
             _to_cog(work / "prob.tif", opts.prob_out, opts.overwrite)
+            progress.update(task, advance=1)
         if opts.mask_out:
             _to_cog(work / "mask.tif", opts.mask_out, opts.overwrite)
+            progress.update(task, advance=1)
         if opts.preview:
             _preview(ds, bands, stretch, edges if opts.to_crs is None else edges.to_crs(grid.crs), grid,
                      opts.preview, opts.overwrite)
+            progress.update(task, advance=1)
         times["write"] = time.time() - t0
     return {"edges": len(edges), "nodes": len(nodes), "km": float(edges["length_m"].sum() / 1000.0),
             "tiles": len(plan), "grid": (grid.height, grid.width), "gsd": grid.gsd}

@@ -64,7 +64,7 @@ def test_loss_decreases_on_a_fixed_real_batch(shared, tiny_cfg):
         opt.zero_grad()
         loss.backward()
         opt.step()
-        losses.append(float(loss))
+        losses.append(loss.item())
     assert losses[-1] < 0.75 * losses[0]
 
 
