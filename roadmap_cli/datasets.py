@@ -149,9 +149,9 @@ def patch_origins(h: int, w: int, patch: int, stride: int) -> list[tuple[int, in
 
 
 class RoadDataset:
-    """Samples = (image index, patch origin).  With ``crop`` set, each sample is a random crop whose position and
-    augmentation are drawn from a generator seeded by (seed, epoch, index): the data stream is a pure function of
-    those, which makes ``--resume`` exact."""
+    """Samples = (image index, patch origin).  With ``crop`` set, each draw is a random crop of its image.  Crop
+    position and augmentation come from a generator seeded by (seed, epoch, draw position in the epoch, index), so
+    every draw differs and the data stream is a pure function of those, which makes ``--resume`` exact."""
 
     def __init__(self, pairs: list[Pair], patch: int = MASS_PATCH, stride: int = MASS_STRIDE,
                  crop: int | None = None, augment: bool = True, seed: int = 0, cache: bool = True):
@@ -182,10 +182,10 @@ class RoadDataset:
             self._cache[i] = item
         return item
 
-    def get(self, idx: int, epoch: int) -> tuple[np.ndarray, np.ndarray]:
+    def get(self, idx: int, epoch: int, draw: int = 0) -> tuple[np.ndarray, np.ndarray]:
         i, y, x = self.samples[idx]
         img, lab = self.load(i)
-        rng = np.random.default_rng([self.seed, epoch, idx])
+        rng = np.random.default_rng([self.seed, epoch, draw, idx])
         size = self.crop or self.patch
         h, w = lab.shape
         if self.crop:

@@ -223,8 +223,8 @@ def run_train(opts: TrainOptions) -> Path:
             for s in range(start, steps_per_epoch):
                 if step >= total:
                     break
-                idx = [int(order[(s * bs + j) % len(order)]) for j in range(bs)]
-                items = [data.get(i, epoch) for i in idx]
+                draws = [s * bs + j for j in range(bs)]
+                items = [data.get(int(order[d % len(order)]), epoch, d) for d in draws]
                 x = torch.from_numpy(np.stack([a for a, _ in items])).permute(0, 3, 1, 2).to(device)
                 y = torch.from_numpy(np.stack([b for _, b in items]))[:, None].to(device)
                 for g in opt.param_groups:

@@ -206,3 +206,11 @@ def test_ddp_two_processes_gloo(tmp_path, tiny_cfg):
     r = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env)
     assert r.returncode == 0, r.stderr[-2000:]
     assert (tmp_path / "ddp" / "best.pt").exists() and (tmp_path / "ddp" / "last.pt").exists()
+
+
+def test_random_crops_differ_within_an_epoch_and_are_reproducible(shared):
+    pairs = build_pairs("massachusetts", shared / "massachusetts-roads-cskanani", "train", val_names="5,12")
+    ds = RoadDataset(pairs[:1], crop=64, seed=0)
+    a, b = ds.get(0, 0, draw=0)[0], ds.get(0, 0, draw=1)[0]
+    assert not np.array_equal(a, b)  # the same image drawn twice in an epoch gives two different crops
+    assert np.array_equal(a, ds.get(0, 0, draw=0)[0])
