@@ -42,6 +42,10 @@ def _main(
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr, force=True)
     for noisy in ("rasterio", "pyogrio", "fiona", "numba"):
         logging.getLogger(noisy).setLevel(max(level, logging.WARNING))
+    import warnings
+
+    # rasters without georeferencing are refused unless --allow-pixel-coords: GDAL's warning adds nothing
+    warnings.filterwarnings("ignore", message="Dataset has no geotransform")
     _STATE["debug"] = debug
     _STATE["quiet"] = quiet
 
@@ -56,12 +60,14 @@ def info():
     from rich.table import Table
 
     rows = [("roadmap", __version__), ("python", sys.version.split()[0]), ("torch", torch.__version__)]
-    for mod in ("sam2", "rasterio", "geopandas", "shapely", "pyproj", "networkx", "skimage", "numpy"):
+    from importlib.metadata import PackageNotFoundError, version
+
+    for dist in ("sam2", "rasterio", "geopandas", "pyogrio", "shapely", "pyproj", "sknw", "networkx",
+                 "scikit-image", "numpy"):
         try:
-            m = __import__(mod)
-            rows.append((mod, getattr(m, "__version__", "installed")))
-        except Exception as e:  # pragma: no cover - reported, not fatal
-            rows.append((mod, f"unavailable ({type(e).__name__})"))
+            rows.append((dist, version(dist)))
+        except PackageNotFoundError:  # pragma: no cover - reported, not fatal
+            rows.append((dist, "not installed"))
     try:
         import rasterio
         rows.append(("GDAL", rasterio.__gdal_version__))
@@ -77,7 +83,7 @@ def info():
     rows.append(("default device", "cuda" if cuda else "cpu"))
     rows.append(("torch threads", str(torch.get_num_threads())))
     rows.append(("cpu cores", str(os.cpu_count())))
-    rows.append(("GDAL_CACHEMAX", os.environ.get("GDAL_CACHEMAX", "(GDAL default: 5% of RAM)")))
+    rows.append(("GDAL_CACHEMAX", os.environ.get("GDAL_CACHEMAX", "unset (roadmap extract uses 256 MB)")))
     table = Table(title="roadmap info", show_header=False)
     for k, v in rows:
         table.add_row(k, v)
@@ -199,6 +205,8 @@ def train(
     model: str = typer.Option("anchor-sam-t", "--model", help="Variant name or YAML."),
     config: Optional[Path] = typer.Option(None, "--config", help="YAML with recipe overrides."),
     sam2_checkpoint: Optional[Path] = typer.Option(None, "--sam2-checkpoint"),
+    init: Optional[Path] = typer.Option(None, "--init", help="Fine-tune from a roadmap checkpoint (its config)."),
+    color_aug: Optional[str] = typer.Option(None, "--color-aug", help="basic (paper) or strong."),
     epochs: Optional[int] = typer.Option(None, "--epochs"),
     lr: Optional[float] = typer.Option(None, "--lr"),
     batch_size: Optional[int] = typer.Option(None, "--batch-size"),
@@ -218,9 +226,10 @@ def train(
 
     overrides = {k: v for k, v in dict(epochs=epochs, lr=lr, batch_size=batch_size, crop=crop,
                                        steps_per_epoch=steps_per_epoch, select=select_metric, amp=amp, seed=seed,
-                                       workers=workers, max_steps=max_steps).items() if v is not None}
+                                       workers=workers, max_steps=max_steps, color_aug=color_aug).items()
+                 if v is not None}
     run_train(TrainOptions(dataset=dataset, root=root, out=out, model=model, config=config,
-                           sam2_checkpoint=sam2_checkpoint, val_names=val_names, device=device, resume=resume,
+                           sam2_checkpoint=sam2_checkpoint, init=init, val_names=val_names, device=device, resume=resume,
                            overrides=overrides))
 
 

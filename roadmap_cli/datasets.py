@@ -154,7 +154,11 @@ class RoadDataset:
     every draw differs and the data stream is a pure function of those, which makes ``--resume`` exact."""
 
     def __init__(self, pairs: list[Pair], patch: int = MASS_PATCH, stride: int = MASS_STRIDE,
-                 crop: int | None = None, augment: bool = True, seed: int = 0, cache: bool = True):
+                 crop: int | None = None, augment: bool = True, seed: int = 0, cache: bool = True,
+                 color_aug: str = "basic"):
+        if color_aug not in ("basic", "strong"):
+            raise UserError(f"color_aug must be 'basic' or 'strong', got {color_aug!r}")
+        self.color_aug = color_aug
         if not pairs:
             raise UserError("the dataset is empty")
         check_pairs(pairs)
@@ -206,6 +210,17 @@ class RoadDataset:
             if rng.random() < 0.5:  # brightness / contrast jitter
                 a, b = rng.uniform(0.8, 1.2), rng.uniform(-20, 20)
                 img = np.clip(img.astype(np.float32) * a + b, 0, 255)
+            if self.color_aug == "strong":  # appearance far from the training region (other climates, sensors)
+                img = img.astype(np.float32)
+                if rng.random() < 0.3:  # dark roads on bright ground and the reverse
+                    img = 255.0 - img
+                if rng.random() < 0.2:
+                    img = np.repeat(img.mean(axis=2, keepdims=True), 3, axis=2)
+                if rng.random() < 0.5:
+                    img = img * rng.uniform(0.6, 1.4, size=3).astype(np.float32)
+                if rng.random() < 0.5:
+                    img = 255.0 * (np.clip(img, 0, 255) / 255.0) ** rng.uniform(0.5, 2.0)
+                img = np.clip(img, 0, 255)
         return np.ascontiguousarray(img, dtype=np.float32), np.ascontiguousarray(lab, dtype=np.float32)
 
 

@@ -264,7 +264,7 @@ def _run(opts, ds, grid, bands, th, tw, ov, ys, xs, plan, work, model, device, d
                 for i in ri:
                     for j in ci:
                         if (i, j) not in cache:
-                            if len(cache) > 4 * (len(xs) + 2):
+                            if len(cache) >= 8:  # constant, not per column: memory must not grow with the scene
                                 cache.pop(next(iter(cache)))
                             cache[(i, j)] = np.load(_tile_path(work, i, j)).astype(np.float32)
                         t = cache[(i, j)]

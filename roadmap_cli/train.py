@@ -26,7 +26,7 @@ RECIPE = {  # the paper's recipe; every key can be overridden by --config YAML o
     "epochs": 200, "batch_size": 2, "weight_decay": 1e-4, "min_lr": 1e-6, "bce_weight": 1.0, "dice_weight": 1.0,
     "grad_clip": 1.0, "amp": True, "seed": 6, "crop": None, "steps_per_epoch": None, "select": "f1",
     "workers": 0, "max_steps": None, "warmup_steps": 100, "val_tile": 1024, "val_overlap": 256,
-    "ckpt_every": 50,
+    "ckpt_every": 50, "color_aug": "basic",
 }
 LR = {"massachusetts": 2e-4, "deepglobe": 1e-4, "folder": 1e-4}
 
@@ -39,6 +39,7 @@ class TrainOptions:
     model: str = "anchor-sam-t"
     config: Path | None = None
     sam2_checkpoint: Path | None = None
+    init: Path | None = None
     val_names: str | None = None
     device: str = "auto"
     resume: bool = False
@@ -157,14 +158,19 @@ def run_train(opts: TrainOptions) -> Path:
     overlap_names = {p.stem for p in train_pairs} & {p.stem for p in val_pairs}
     if overlap_names:
         raise UserError(f"validation images also in training: {sorted(overlap_names)[:3]}")
-    data = RoadDataset(train_pairs, crop=recipe["crop"], seed=seed)
+    data = RoadDataset(train_pairs, crop=recipe["crop"], seed=seed, color_aug=recipe["color_aug"])
 
     if opts.resume:
         ck = read_checkpoint(last)
         cfg = ModelConfig.from_dict(ck["model_config"])
+    elif opts.init:
+        init_ck = read_checkpoint(opts.init)
+        cfg = ModelConfig.from_dict(init_ck["model_config"])
     else:
         cfg = load_variant(opts.model)
     model = build_model(cfg)
+    if opts.init and not opts.resume:  # fine-tune a roadmap checkpoint (weights only, fresh optimizer)
+        load_state(model, init_ck["model"], opts.init)
     if opts.sam2_checkpoint and not opts.resume:
         n = load_sam2_encoder(model, opts.sam2_checkpoint)
         log.info("loaded %d SAM2 encoder tensors from %s", n, opts.sam2_checkpoint)

@@ -214,3 +214,32 @@ def test_random_crops_differ_within_an_epoch_and_are_reproducible(shared):
     a, b = ds.get(0, 0, draw=0)[0], ds.get(0, 0, draw=1)[0]
     assert not np.array_equal(a, b)  # the same image drawn twice in an epoch gives two different crops
     assert np.array_equal(a, ds.get(0, 0, draw=0)[0])
+
+
+def test_strong_color_augmentation_changes_appearance_not_labels(tmp_path):
+    root = make_folder_dataset(tmp_path / "d")
+    pairs = build_pairs("folder", root, "train", val_names="t3")
+    basic = RoadDataset(pairs, crop=64, seed=0)
+    strong = RoadDataset(pairs, crop=64, seed=0, color_aug="strong")
+    diffs = 0
+    for d in range(20):
+        (a, la), (b, lb) = basic.get(0, 0, d), strong.get(0, 0, d)
+        assert np.array_equal(la, lb) and b.min() >= 0 and b.max() <= 255
+        diffs += not np.allclose(a, b)
+    assert diffs >= 10
+    with pytest.raises(UserError, match="color_aug"):
+        RoadDataset(pairs, crop=64, color_aug="wild")
+
+
+def test_init_fine_tunes_from_a_roadmap_checkpoint(tmp_path, tiny_ckpt):
+    root = make_folder_dataset(tmp_path / "data")
+    o = TrainOptions(dataset="folder", root=root, out=tmp_path / "ft", model="anchor-sam-t", init=tiny_ckpt,
+                     val_names="t3", device="cpu",
+                     overrides=dict(epochs=1, batch_size=1, crop=64, steps_per_epoch=1, val_tile=64, val_overlap=16,
+                                    warmup_steps=0, lr=1e-12))
+    run_train(o)
+    ck = torch.load(tmp_path / "ft" / "last.pt", weights_only=True)
+    init = torch.load(tiny_ckpt, weights_only=True)
+    assert ck["model_config"]["name"] == "tiny-test"  # the checkpoint's config, not --model
+    w = "decoder.output_conv.weight"
+    assert torch.allclose(ck["model"][w], init["model"][w], atol=1e-6)

@@ -1,0 +1,36 @@
+"""The bundled default model: registered checksum, size, loads, and finds roads in the bundled example."""
+from pathlib import Path
+
+import yaml
+
+from roadmap_cli.nn.checkpoint import load_model, sha256_file
+from roadmap_cli.nn.config import MODELS_DIR
+from roadmap_cli.registry import default_model_path
+
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+
+
+def test_bundled_weights_match_registry():
+    reg = yaml.safe_load((MODELS_DIR / "registry.yaml").read_text())["bundled"]
+    entry = reg[reg["default"]]
+    path = default_model_path()
+    assert entry["sha256"] and sha256_file(path) == entry["sha256"]
+    assert path.stat().st_size <= 25 * 1024 * 1024
+
+
+def test_bundled_model_loads_as_default():
+    m = load_model()
+    assert m.cfg.name == "roadmap-compact" and not m.training
+    assert all(p.dtype.is_floating_point for p in m.parameters())
+
+
+def test_readme_first_command_finds_roads_on_the_example(cli, tmp_path):
+    out = tmp_path / "roads.gpkg"
+    code, stdout, err = cli("extract", EXAMPLES / "vegas_img0.tif", "-o", out, "--preview", tmp_path / "p.png")
+    assert code == 0, err
+    import geopandas as gpd
+    edges = gpd.read_file(out, layer="edges")
+    assert len(edges) > 0 and edges["length_m"].sum() > 100
+    assert edges.crs.to_epsg() == 4326
+    code, stdout, err = cli("score", out, EXAMPLES / "vegas_img0_roads_gt.geojson")
+    assert code == 0, err and "apls" in stdout
