@@ -1,5 +1,7 @@
 """Peak memory of `roadmap extract` must not grow with the scene: runs extract (in a child process, so each run has
-its own peak RSS) on generated georeferenced scenes of 5k x 5k and 20k x 20k px with a small random model.
+its own peak RSS) on generated georeferenced scenes (a street grid) of 5k x 5k and 20k x 20k px, by default with
+the bundled roadmap-compact model (small, so it is quick on a CPU, and its masks are roads, not noise);
+`--model random` uses a tiny random network instead.
 
     python benchmarks/bench_extract_memory.py --sizes 5000,20000
 """
@@ -47,12 +49,15 @@ def small_model(path):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--sizes", default="5000,20000")
-    ap.add_argument("--tile", default="1024")
+    ap.add_argument("--tile", default=None, help="tile side (default: the model's)")
+    ap.add_argument("--model", default=os.path.join(os.path.dirname(__file__), "..", "models", "roadmap-compact.pt"))
     a = ap.parse_args()
     rows = []
     with tempfile.TemporaryDirectory(dir=".") as work:
-        model = os.path.join(work, "small.pt")
-        small_model(model)
+        model = a.model
+        if model == "random":
+            model = os.path.join(work, "small.pt")
+            small_model(model)
         for size in map(int, a.sizes.split(",")):
             scene = os.path.join(work, f"scene_{size}.tif")
             write_scene(scene, size)
@@ -60,13 +65,16 @@ def main():
             cmd = [sys.executable, "-c",
                    "import resource,sys; from roadmap_cli.cli import main; rc=main(sys.argv[1:]); "
                    "print('MAXRSS', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss); sys.exit(rc)",
-                   "-q", "extract", scene, "-o", out, "--model", model, "--tile", a.tile, "--device", "cpu"]
+                   "-q", "extract", scene, "-o", out, "--model", model, "--device", "cpu"] + (["--tile", a.tile] if a.tile else [])
             t = time.perf_counter()
             r = subprocess.run(cmd, capture_output=True, text=True)
             if r.returncode:
                 raise SystemExit(r.stderr[-2000:])
             rss = int([ln for ln in r.stdout.splitlines() if ln.startswith("MAXRSS")][0].split()[1]) / 1e6
-            rows.append({"size": size, "seconds": round(time.perf_counter() - t, 1), "peak_rss_GB": round(rss, 3)})
+            import geopandas as gpd
+            km = float(gpd.read_file(out, layer="edges")["length_m"].sum() / 1000)
+            rows.append({"size": size, "seconds": round(time.perf_counter() - t, 1), "peak_rss_GB": round(rss, 3),
+                         "road_km": round(km, 1)})
             print(json.dumps(rows[-1]), flush=True)
             os.remove(scene)
     if len(rows) >= 2:
