@@ -82,7 +82,7 @@ def main():
     ap.add_argument("--size", type=int, default=40000)
     ap.add_argument("--single", type=int, default=8192, help="crop side for the single-sknw comparison")
     a = ap.parse_args()
-    with tempfile.TemporaryDirectory(dir=".") as work:
+    with tempfile.TemporaryDirectory() as work:
         path = os.path.join(work, "mask.tif")
         t = time.perf_counter()
         write_mask(path, a.size)
