@@ -302,3 +302,39 @@ def test_to_crs_and_graphml_export(tmp_path, tiny_cfg, monkeypatch):
     assert g.number_of_edges() == len(a) and g.number_of_nodes() == len(gpd.read_file(tmp_path / "a.gpkg",
                                                                                       layer="nodes"))
     assert all("length" in d and "geometry" in d for _, _, d in g.edges(data=True))
+
+
+def test_resume_after_kill_9_equals_uninterrupted(tmp_path, tiny_ckpt):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    scene = make_scene(tmp_path / "s.tif", size=900)
+    args = ["extract", str(scene), "--model", str(tiny_ckpt), "--tile", "128", "--overlap", "32", "--batch-size",
+            "1", "--device", "cpu"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+
+    def cli_proc(out, *extra):
+        return subprocess.Popen([sys.executable, "-m", "roadmap_cli", "-q", *args, "-o", str(out), *extra],
+                                env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+
+    ref = cli_proc(tmp_path / "a.gpkg", "--prob-out", str(tmp_path / "a.tif"))
+    assert ref.wait(timeout=300) == 0
+    p = cli_proc(tmp_path / "b.gpkg", "--prob-out", str(tmp_path / "b.tif"))
+    tiles = tmp_path / "b.gpkg.roadmap-work" / "tiles"
+    deadline = time.time() + 120
+    while time.time() < deadline and len(list(tiles.glob("*.npy")) if tiles.exists() else []) < 5:
+        time.sleep(0.01)
+    os.kill(p.pid, signal.SIGKILL)
+    p.wait()
+    done = len(list(tiles.glob("*.npy")))
+    assert 5 <= done < 100 and not (tmp_path / "b.gpkg").exists()  # 10 x 10 = 100 tiles in all
+    r = cli_proc(tmp_path / "b.gpkg", "--prob-out", str(tmp_path / "b.tif"), "--resume")
+    assert r.wait(timeout=300) == 0, r.stderr.read()
+    with rasterio.open(tmp_path / "a.tif") as a, rasterio.open(tmp_path / "b.tif") as b:
+        assert np.array_equal(a.read(), b.read())
+    import geopandas as gpd
+    ea, eb = gpd.read_file(tmp_path / "a.gpkg", layer="edges"), gpd.read_file(tmp_path / "b.gpkg", layer="edges")
+    assert len(ea) == len(eb) and ea.geometry.geom_equals_exact(eb.geometry, 1e-9).all()
