@@ -186,7 +186,11 @@ def _run_key(opts, ds, grid, th, tw, ov, cfg, model) -> str:
     st = os.stat(opts.scene)
     h.update(json.dumps([str(Path(opts.scene).resolve()), st.st_size, int(st.st_mtime), grid.height, grid.width,
                          th, tw, ov, opts.bands, opts.tta, opts.gsd, cfg.to_dict(), opts.precision]).encode())
-    for v in list(model.state_dict().values())[:4]:
+    for f in (opts.model, opts.weights):  # the checkpoint files' identity ...
+        if f is not None and Path(f).is_file():
+            fs = os.stat(f)
+            h.update(json.dumps([str(Path(f).resolve()), fs.st_size, fs.st_mtime_ns]).encode())
+    for v in list(model.state_dict().values())[:4]:  # ... and a fingerprint of the weights themselves
         h.update(v.detach().cpu().float().numpy().tobytes()[:4096])
     return h.hexdigest()
 

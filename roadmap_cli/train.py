@@ -193,7 +193,8 @@ def run_train(opts: TrainOptions) -> Path:
     if opts.resume:
         load_state(model, ck["model"], last)
         opt.load_state_dict(ck["optimizer"])
-        scaler.load_state_dict(ck["scaler"]) if use_amp and ck.get("scaler") else None
+        if use_amp and ck.get("scaler"):
+            scaler.load_state_dict(ck["scaler"])
         _set_rng_state(ck["rng"])
         step, epoch, best, best_epoch = ck["step"], ck["epoch"], ck["best"], ck["best_epoch"]
         log.info("resumed at epoch %d step %d", epoch, step)
