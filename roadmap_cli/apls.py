@@ -139,8 +139,8 @@ def _all_paths(g: LineGraph, sources: np.ndarray) -> np.ndarray:
 
 def one_direction(gt: LineGraph, prop: LineGraph, snap: float) -> float:
     """1 - mean path-length penalty for control nodes of ``gt`` (already densified)."""
-    if gt.n < 2:
-        return 1.0 if gt.n == 0 else 1.0
+    if gt.n < 2:  # no pair of control nodes: nothing to miss
+        return 1.0
     prop_aug, match = snap_into(gt, prop, snap)
     nodes = np.arange(gt.n)
     L = _all_paths(gt, nodes)

@@ -217,7 +217,6 @@ def train(
     device: str = typer.Option("auto", "--device"),
     amp: Optional[bool] = typer.Option(None, "--amp/--no-amp"),
     seed: Optional[int] = typer.Option(None, "--seed"),
-    workers: Optional[int] = typer.Option(None, "--workers"),
     resume: bool = typer.Option(False, "--resume"),
     max_steps: Optional[int] = typer.Option(None, "--max-steps", help="Stop after this many steps in total."),
 ):
@@ -226,7 +225,7 @@ def train(
 
     overrides = {k: v for k, v in dict(epochs=epochs, lr=lr, batch_size=batch_size, crop=crop,
                                        steps_per_epoch=steps_per_epoch, select=select_metric, amp=amp, seed=seed,
-                                       workers=workers, max_steps=max_steps, color_aug=color_aug).items()
+                                       max_steps=max_steps, color_aug=color_aug).items()
                  if v is not None}
     run_train(TrainOptions(dataset=dataset, root=root, out=out, model=model, config=config,
                            sam2_checkpoint=sam2_checkpoint, init=init, val_names=val_names, device=device, resume=resume,

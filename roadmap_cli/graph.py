@@ -191,14 +191,12 @@ def build_graph(ske_read: Reader, h: int, w: int, tile: int = 2048, prob_read: R
 
 def edge_line(g: nx.MultiGraph, u, v, d) -> np.ndarray:
     """Polyline (row, col) of an edge from node u's centre through its pixels to node v's centre."""
-    pts = d["pts"]
-    if d.get("_from", u) != u:
-        pts = pts[::-1]
-    return np.vstack([g.nodes[u]["o"][None], pts.astype(float), g.nodes[v]["o"][None]])
+    return np.vstack([g.nodes[u]["o"][None], _oriented_pts(d, u).astype(float), g.nodes[v]["o"][None]])
 
 
 def _oriented_pts(d, start) -> np.ndarray:
-    return d["pts"] if d.get("_from") == start else d["pts"][::-1]
+    """The edge's pixel path starting at node ``start`` (``_from`` records where ``pts`` starts)."""
+    return d["pts"] if d.get("_from", start) == start else d["pts"][::-1]
 
 
 def _normalize_orientation(g: nx.MultiGraph) -> None:

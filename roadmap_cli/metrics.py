@@ -25,7 +25,7 @@ def prf(tp: float, fp: float, fn: float) -> dict:
 def relaxed_counts(pred: np.ndarray, gt: np.ndarray, slack: int) -> tuple[int, int, int]:
     """Relaxed precision/recall (Mnih 2013 style, symmetric): a predicted pixel is correct when a ground-truth pixel
     lies within ``slack`` px, a ground-truth pixel is found when a prediction lies within ``slack`` px.
-    Returns (tp_for_precision, n_pred, tp_for_recall, n_gt) packed as (tp_p, fp, fn) with tp the precision hits."""
+    Returns (predicted pixels near the truth, predicted pixels not near it, truth pixels not found)."""
     d_gt = ndimage.distance_transform_edt(~gt) if gt.any() else np.full(gt.shape, np.inf)
     d_pr = ndimage.distance_transform_edt(~pred) if pred.any() else np.full(pred.shape, np.inf)
     tp_p = int(np.count_nonzero(pred & (d_gt <= slack)))

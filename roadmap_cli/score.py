@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import UserError
-from .io_utils import atomic_open
+from .io_utils import atomic_open, check_output_path
 from .metrics import PixelCounts
 
 MASK_EXT = {".png", ".tif", ".tiff", ".jpg", ".jpeg"}
@@ -85,8 +85,8 @@ def read_mask(path: Path, threshold: float | None) -> tuple[np.ndarray, float | 
     raise UserError(f"{path} is not a binary mask ({len(values)} distinct values); pass --threshold")
 
 
-def read_lines(path: Path, target_crs=None):
-    """LineStrings of a vector file in metres (local UTM when geographic), and the file's CRS."""
+def read_lines(path: Path):
+    """The (Multi)LineString features of a vector file as a GeoDataFrame, in the file's CRS."""
     import geopandas as gpd
 
     try:
@@ -94,12 +94,7 @@ def read_lines(path: Path, target_crs=None):
     except Exception as e:
         raise UserError(f"cannot read {path}: {' '.join(str(e).split())[:160]}") from e
     df = df[df.geometry.notna() & ~df.geometry.is_empty]
-    df = df[df.geom_type.isin(["LineString", "MultiLineString"])]
-    if df.crs is None:
-        return list(df.geometry), None
-    if target_crs is not None and df.crs != target_crs:
-        df = df.to_crs(target_crs)
-    return df, df.crs
+    return df[df.geom_type.isin(["LineString", "MultiLineString"])]
 
 
 def _metric_lines(gt_df, pred_df):
@@ -113,14 +108,14 @@ def _metric_lines(gt_df, pred_df):
 def score_vectors(pred: Path, gt: Path, spacing: float, snap: float) -> dict:
     from .apls import apls
 
-    gt_df, gt_crs = read_lines(gt)
-    if gt_crs is None:
+    gt_df = read_lines(gt)
+    if gt_df.crs is None:
         raise UserError(f"{gt} has no CRS; APLS needs coordinates in metres")
-    pred_df, pred_crs = read_lines(pred)
-    if pred_crs is None:
+    pred_df = read_lines(pred)
+    if pred_df.crs is None:
         raise UserError(f"{pred} has no CRS; cannot compare it with {gt}")
-    if pred_crs != gt_crs:
-        pred_df = pred_df.to_crs(gt_crs)  # reproject the proposal onto the ground truth's CRS
+    if pred_df.crs != gt_df.crs:
+        pred_df = pred_df.to_crs(gt_df.crs)  # reproject the proposal onto the ground truth's CRS
     g, p = _metric_lines(gt_df, pred_df)
     res = apls(g, p, spacing, snap)
     res["gt_km"] = sum(x.length for x in g) / 1000
@@ -136,7 +131,6 @@ def run_score(pred: Path, gt: Path, threshold=None, slack: int = 0, apls: bool =
         raise UserError("--threshold must be between 0 and 1")
     for p in (json_out, csv_out):
         if p is not None:
-            from .io_utils import check_output_path
             check_output_path(p, overwrite=True)
     pairs, only_pred, only_gt = match_files(Path(pred), Path(gt))
     counts = PixelCounts(slack=slack)

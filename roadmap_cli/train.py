@@ -25,7 +25,7 @@ log = logging.getLogger(__name__)
 RECIPE = {  # the paper's recipe; every key can be overridden by --config YAML or a flag
     "epochs": 200, "batch_size": 2, "weight_decay": 1e-4, "min_lr": 1e-6, "bce_weight": 1.0, "dice_weight": 1.0,
     "grad_clip": 1.0, "amp": True, "seed": 6, "crop": None, "steps_per_epoch": None, "select": "f1",
-    "workers": 0, "max_steps": None, "warmup_steps": 100, "val_tile": 1024, "val_overlap": 256,
+    "max_steps": None, "warmup_steps": 100, "val_tile": 1024, "val_overlap": 256,
     "ckpt_every": 50, "color_aug": "basic",
 }
 LR = {"massachusetts": 2e-4, "deepglobe": 1e-4, "folder": 1e-4}
