@@ -2,7 +2,8 @@
 
 Both graphs are planar line networks in metres.  For one direction (ground truth -> proposal):
 
-1. control nodes: every graph node plus points inserted every ``node_spacing_m`` along each edge;
+1. control nodes: every graph node plus points inserted every ``node_spacing_m`` along each edge (placed as the
+   SpaceNet reference tool places them, see :func:`densify`);
 2. each ground-truth control node is snapped onto the nearest point of the proposal's edges when it lies within
    ``snap_m`` (that point is inserted into the proposal graph); nodes farther away are unmatched;
 3. for every ordered pair (a, b) of ground-truth control nodes joined by a path of length L, the proposal path
@@ -72,11 +73,19 @@ def graph_from_lines(lines, node_at_intersections: bool = True) -> LineGraph:
 
 
 def densify(g: LineGraph, spacing: float) -> LineGraph:
-    """Insert a control node every ``spacing`` metres along each edge."""
+    """Insert control nodes along each edge, placed as the SpaceNet reference tool places them: none on an edge
+    shorter than ``0.75 * spacing``, one at the middle of an edge up to ``spacing`` long, otherwise
+    ``ceil(length / spacing) - 1`` evenly spaced points (segments at most ``spacing`` long)."""
     out = LineGraph(g.nd)
-    for u, v, line in g.edges:
-        n_seg = max(1, int(math.ceil(line.length / spacing - 1e-9)))
-        cuts = np.linspace(0, line.length, n_seg + 1) if n_seg > 1 else [0.0, line.length]
+    for _, _, line in g.edges:
+        L = line.length
+        if L < 0.75 * spacing:
+            n_seg = 1
+        elif L <= spacing:
+            n_seg = 2
+        else:
+            n_seg = int(math.ceil(L / spacing - 1e-9))
+        cuts = np.linspace(0.0, L, n_seg + 1)
         for a, b in zip(cuts[:-1], cuts[1:]):
             out.add_line(substring(line, a, b))
     return out

@@ -59,8 +59,19 @@ def test_detour_is_penalised_by_length():
     assert res["gt_to_prop"] < 0.8
 
 
-def test_spacenet_sample_proposal(shared):
-    """The real SpaceNet Vegas ground truth and the sample proposal (reference tool: 0.736, loose reference)."""
+def test_control_points_placed_as_the_reference_tool_places_them():
+    from roadmap_cli.apls import densify, graph_from_lines
+
+    def n_control(length):
+        return densify(graph_from_lines([LineString([(0, 0), (length, 0)])]), 50.0).n
+
+    assert n_control(30) == 2     # shorter than 0.75 * spacing: end nodes only
+    assert n_control(40) == 3     # 37.5 .. 50 m: one midpoint
+    assert n_control(100) == 3    # 2 segments of 50 m
+    assert n_control(120) == 4    # ceil(120 / 50) = 3 segments of 40 m
+
+
+def _spacenet_sample(shared):
     import geopandas as gpd
     import rasterio
     from shapely import wkt
@@ -78,9 +89,45 @@ def test_spacenet_sample_proposal(shared):
     prop = gpd.GeoDataFrame(geometry=lines, crs=4326)
     gt = gpd.read_file(d / "AOI_2_Vegas_img0_roads_gt.geojson")
     utm = gt.estimate_utm_crs()
-    res = apls(list(gt.to_crs(utm).geometry), list(prop.to_crs(utm).geometry))
-    assert res["apls"] == pytest.approx(0.8231, abs=0.002)  # measured; the reference tool printed 0.736
-    assert 0.6 < res["apls"] < 0.9
+    return list(gt.to_crs(utm).geometry), list(prop.to_crs(utm).geometry)
+
+
+def test_spacenet_sample_proposal(shared):
+    """The real SpaceNet Vegas ground truth and the sample proposal."""
+    gt, prop = _spacenet_sample(shared)
+    res = apls(gt, prop)
+    assert res["apls"] == pytest.approx(0.8231, abs=0.001)  # measured
+    assert res["gt_to_prop"] == pytest.approx(0.8491, abs=0.001)
+    assert res["prop_to_gt"] == pytest.approx(0.7986, abs=0.001)
+
+
+def test_spacenet_sample_reproduces_the_reference_tool(shared):
+    """The SpaceNet reference tool (PyPI ``apls`` 0.1.0, ``--test_method gt_json_prop_wkt --linestring_delta 50
+    --is_curved_eps -1``) scores this sample 0.7773 / 0.6867 -> 0.7292.  Its graph builder loses the 2.5 m segment
+    that ground-truth features 7 and 20 share (a stretch of the main east-west road), which forces detours; with
+    that one segment removed from the ground truth our APLS equals the reference tool's."""
+    gt, prop = _spacenet_sample(shared)
+    a, b = (664545.864, 4011954.016), (664548.410, 4011953.985)  # UTM 11N ends of the shared segment
+
+    def is_shared(p, q):
+        near = lambda u, v: abs(u[0] - v[0]) < 0.1 and abs(u[1] - v[1]) < 0.1  # noqa: E731
+        return (near(p, a) and near(q, b)) or (near(p, b) and near(q, a))
+
+    cut = []
+    for line in gt:
+        c = list(line.coords)
+        start = 0
+        for i in range(len(c) - 1):
+            if is_shared(c[i], c[i + 1]):
+                cut.append(c[start:i + 1])
+                start = i + 1
+        cut.append(c[start:])
+    cut = [LineString(c) for c in cut if len(c) >= 2]
+    assert len(cut) == len(gt) + 1  # feature 7 split in two, feature 20 shortened
+    res = apls(cut, prop)
+    assert res["gt_to_prop"] == pytest.approx(0.7773, abs=0.001)
+    assert res["prop_to_gt"] == pytest.approx(0.6867, abs=0.001)
+    assert res["apls"] == pytest.approx(0.7292, abs=0.001)
 
 
 def test_apls_from_masks_identical_and_broken():
