@@ -64,17 +64,22 @@ def write_mask(path, size, block=2048):
 
 
 def tiled_graph(mask_path, work, tile=2048):
-    from roadmap_cli.graph import CleanOptions, build_graph, clean_graph, skeletonize_tiled
+    """The graph stage of `roadmap extract` (graph.graph_from_rasters) on a mask GeoTIFF, scratch rasters on disk."""
+    from types import SimpleNamespace
+
+    from roadmap_cli.raster import ScratchTiff
+    from roadmap_cli.graph import CleanOptions, graph_from_rasters
     with rasterio.open(mask_path) as src:
-        h, w = src.height, src.width
-        prof = dict(src.profile)
+        grid = SimpleNamespace(height=src.height, width=src.width, crs=src.crs, transform=src.transform)
         read_mask = lambda r0, r1, c0, c1: src.read(1, window=Window(c0, r0, c1 - c0, r1 - r0)) > 0  # noqa
-        with rasterio.open(os.path.join(work, "ske.tif"), "w+", **prof) as ske:
-            skeletonize_tiled(read_mask, h, w, lambda r0, c0, a: ske.write(a.astype(np.uint8), 1,
-                              window=Window(c0, r0, a.shape[1], a.shape[0])), tile)
-            read_ske = lambda r0, r1, c0, c1: ske.read(1, window=Window(c0, r0, c1 - c0, r1 - r0))  # noqa
-            g = build_graph(read_ske, h, w, tile)
-    return clean_graph(g, CleanOptions(gsd=1.0, bridge_m=0))
+        ske = ScratchTiff(os.path.join(work, "skeleton.tif"), grid, "uint8")
+        dist = ScratchTiff(os.path.join(work, "dist.tif"), grid, "float32")
+        try:
+            return graph_from_rasters(read_mask, grid.height, grid.width, ske, dist, CleanOptions(gsd=1.0, bridge_m=0),
+                                      tile=tile)
+        finally:
+            ske.close()
+            dist.close()
 
 
 def main():

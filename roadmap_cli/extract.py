@@ -66,28 +66,6 @@ def _intervals(starts: list[int], tile: int, size: int) -> list[tuple[int, int, 
     return out
 
 
-class _Raster:
-    """A tiled GeoTIFF on the working grid used as scratch space (prob, mask, skeleton, distance)."""
-
-    def __init__(self, path: Path, grid, dtype: str, nodata=None, mode: str = "w+"):
-        import rasterio
-
-        self.ds = rasterio.open(path, mode, driver="GTiff", width=grid.width, height=grid.height, count=1,
-                                dtype=dtype, crs=grid.crs, transform=grid.transform, tiled=True, blockxsize=256,
-                                blockysize=256, compress="deflate", nodata=nodata, BIGTIFF="IF_SAFER")
-
-    def read(self, r0, r1, c0, c1):
-        from rasterio.windows import Window
-        return self.ds.read(1, window=Window(c0, r0, c1 - c0, r1 - r0))
-
-    def write(self, r0, c0, a):
-        from rasterio.windows import Window
-        self.ds.write(a.astype(self.ds.dtypes[0]), 1, window=Window(c0, r0, a.shape[1], a.shape[0]))
-
-    def close(self):
-        self.ds.close()
-
-
 def _progress(quiet: bool):
     from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn,
                                TimeRemainingColumn)
@@ -222,7 +200,7 @@ def _tile_path(work: Path, i: int, j: int) -> Path:
 
 
 def _run(opts, ds, grid, bands, th, tw, ov, ys, xs, plan, work, model, device, dtype, threshold, times, stretch):
-    from .raster import read_valid, read_window
+    from .raster import ScratchTiff, read_valid, read_window
 
     predictor = Predictor(model, device, dtype, opts.tta)
     todo = [(i, j) for i, j in plan if not _tile_path(work, i, j).exists()]
@@ -256,8 +234,8 @@ def _run(opts, ds, grid, bands, th, tw, ov, ys, xs, plan, work, model, device, d
 
         # ---------------------------------------------------------------------------------------- stitch
         t0 = time.time()
-        prob_r = _Raster(work / "prob.tif", grid, "float32", nodata=-1.0)
-        mask_r = _Raster(work / "mask.tif", grid, "uint8", nodata=255)
+        prob_r = ScratchTiff(work / "prob.tif", grid, "float32", nodata=-1.0)
+        mask_r = ScratchTiff(work / "mask.tif", grid, "uint8", nodata=255)
         rows, cols = _intervals(ys, th, grid.height), _intervals(xs, tw, grid.width)
         task = progress.add_task("stitch", total=len(rows) * len(cols), rate="")
         cache: dict = {}
@@ -288,34 +266,18 @@ def _run(opts, ds, grid, bands, th, tw, ov, ys, xs, plan, work, model, device, d
 
         # ---------------------------------------------------------------------------------------- graph
         t0 = time.time()
-        from scipy import ndimage
-
-        from .graph import CleanOptions, build_graph, clean_graph, skeletonize_tiled, tile_ranges
+        from .graph import CleanOptions, graph_from_rasters, tile_ranges
         gt_ = opts.graph_tile
         n_tiles = len(tile_ranges(grid.height, gt_)) * len(tile_ranges(grid.width, gt_))
         task = progress.add_task("graph", total=3 * n_tiles, rate="")
         read_mask = lambda r0, r1, c0, c1: mask_r.read(r0, r1, c0, c1) == 1  # noqa: E731
         read_prob = lambda r0, r1, c0, c1: np.maximum(prob_r.read(r0, r1, c0, c1), 0)  # noqa: E731
-        ske_r = _Raster(work / "skeleton.tif", grid, "uint8")
-        dist_r = _Raster(work / "dist.tif", grid, "float32")
-
-        def write_ske(r0, c0, a):
-            ske_r.write(r0, c0, a)
-            progress.update(task, advance=1)
-
-        skeletonize_tiled(read_mask, grid.height, grid.width, write_ske, gt_, halo=64)
-        halo = 64
-        for r0, r1 in tile_ranges(grid.height, gt_):
-            for c0, c1 in tile_ranges(grid.width, gt_):
-                from .graph import _read_padded
-                m = _read_padded(read_mask, grid.height, grid.width, r0 - halo, r1 + halo, c0 - halo, c1 + halo)
-                dist_r.write(r0, c0, ndimage.distance_transform_edt(m)[halo:halo + r1 - r0, halo:halo + c1 - c0])
-                progress.update(task, advance=1)
-        g = build_graph(ske_r.read, grid.height, grid.width, gt_, read_prob, dist_r.read)
-        progress.update(task, advance=n_tiles)
+        ske_r = ScratchTiff(work / "skeleton.tif", grid, "uint8")
+        dist_r = ScratchTiff(work / "dist.tif", grid, "float32")
         clean = CleanOptions(gsd=grid.gsd, min_spur_m=opts.min_spur_m, min_component_m=opts.min_component_m,
                              bridge_m=opts.bridge_m)
-        g = clean_graph(g, clean, read_prob, grid.height, grid.width)
+        g = graph_from_rasters(read_mask, grid.height, grid.width, ske_r, dist_r, clean, read_prob, gt_, halo=64,
+                               tick=lambda: progress.update(task, advance=1))
         times["graph"] = time.time() - t0
 
         # ---------------------------------------------------------------------------------------- write

@@ -16,7 +16,7 @@ from __future__ import annotations
 import logging
 import math
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, Protocol
 
 import networkx as nx
 import numpy as np
@@ -26,6 +26,15 @@ from skimage.morphology import skeletonize
 log = logging.getLogger(__name__)
 
 Reader = Callable[[int, int, int, int], np.ndarray]  # read(r0, r1, c0, c1) -> array, window inside the raster
+
+
+class ScratchRaster(Protocol):
+    """A raster the size of the scene that the graph stage writes and reads back by windows (on disk for scenes
+    larger than memory)."""
+
+    def read(self, r0: int, r1: int, c0: int, c1: int) -> np.ndarray: ...
+
+    def write(self, r0: int, c0: int, a: np.ndarray) -> None: ...
 
 
 def array_reader(a: np.ndarray) -> Reader:
@@ -418,6 +427,31 @@ def relabel(g: nx.MultiGraph) -> nx.MultiGraph:
         h.add_edge(a, b, key=i, line=line, n=d["n"], sum_p=d["sum_p"], min_p=d["min_p"], sum_w=d["sum_w"],
                    bridged=bool(d.get("bridged", False)))
     return h
+
+
+def graph_from_rasters(read_mask: Reader, h: int, w: int, skeleton: ScratchRaster, dist: ScratchRaster,
+                       clean: CleanOptions, read_prob: Reader | None = None, tile: int = 2048, halo: int = 64,
+                       tick: Callable[[], None] | None = None) -> nx.MultiGraph:
+    """The raster graph stage of ``roadmap extract`` for a scene of any size: tiled skeleton (written to
+    ``skeleton``), road half-width by a per-tile distance transform with halo (written to ``dist``), per-tile sknw
+    joined into one graph, cleanup.  Memory is bounded by the tile, not the scene.  ``tick`` is called once per tile
+    of each of the three passes (progress)."""
+    tick = tick or (lambda: None)
+
+    def write_ske(r0, c0, a):
+        skeleton.write(r0, c0, a)
+        tick()
+
+    skeletonize_tiled(read_mask, h, w, write_ske, tile, halo)
+    tiles = [(r, c) for r in tile_ranges(h, tile) for c in tile_ranges(w, tile)]
+    for (r0, r1), (c0, c1) in tiles:
+        m = _read_padded(read_mask, h, w, r0 - halo, r1 + halo, c0 - halo, c1 + halo)
+        dist.write(r0, c0, ndimage.distance_transform_edt(m)[halo:halo + r1 - r0, halo:halo + c1 - c0])
+        tick()
+    g = build_graph(skeleton.read, h, w, tile, read_prob, dist.read)
+    for _ in tiles:
+        tick()
+    return clean_graph(g, clean, read_prob, h, w)
 
 
 def graph_from_mask(mask: np.ndarray, prob: np.ndarray | None = None, gsd: float = 1.0, tile: int = 2048,

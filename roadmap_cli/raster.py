@@ -172,3 +172,25 @@ def has_valid_pixels(ds, bands: list[int]) -> bool:
     except RasterioIOError as e:
         raise _read_error(ds, e) from e
     return bool(m.any())
+
+
+class ScratchTiff:
+    """A tiled GeoTIFF on the working grid used as scratch space (prob, mask, skeleton, distance)."""
+
+    def __init__(self, path: Path, grid, dtype: str, nodata=None, mode: str = "w+"):
+        import rasterio
+
+        self.ds = rasterio.open(path, mode, driver="GTiff", width=grid.width, height=grid.height, count=1,
+                                dtype=dtype, crs=grid.crs, transform=grid.transform, tiled=True, blockxsize=256,
+                                blockysize=256, compress="deflate", nodata=nodata, BIGTIFF="IF_SAFER")
+
+    def read(self, r0, r1, c0, c1):
+        from rasterio.windows import Window
+        return self.ds.read(1, window=Window(c0, r0, c1 - c0, r1 - r0))
+
+    def write(self, r0, c0, a):
+        from rasterio.windows import Window
+        self.ds.write(a.astype(self.ds.dtypes[0]), 1, window=Window(c0, r0, a.shape[1], a.shape[0]))
+
+    def close(self):
+        self.ds.close()
