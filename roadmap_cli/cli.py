@@ -207,6 +207,8 @@ def train(
     sam2_checkpoint: Optional[Path] = typer.Option(None, "--sam2-checkpoint"),
     init: Optional[Path] = typer.Option(None, "--init", help="Fine-tune from a roadmap checkpoint (its config)."),
     color_aug: Optional[str] = typer.Option(None, "--color-aug", help="basic (paper) or strong."),
+    scale_aug: Optional[str] = typer.Option(None, "--scale-aug",
+                                            help="MIN,MAX random zoom per crop, e.g. 1,2.5 (default: off)."),
     epochs: Optional[int] = typer.Option(None, "--epochs"),
     lr: Optional[float] = typer.Option(None, "--lr"),
     batch_size: Optional[int] = typer.Option(None, "--batch-size"),
@@ -225,7 +227,8 @@ def train(
 
     overrides = {k: v for k, v in dict(epochs=epochs, lr=lr, batch_size=batch_size, crop=crop,
                                        steps_per_epoch=steps_per_epoch, select=select_metric, amp=amp, seed=seed,
-                                       max_steps=max_steps, color_aug=color_aug).items()
+                                       max_steps=max_steps, color_aug=color_aug,
+                                       scale_aug=scale_aug).items()
                  if v is not None}
     run_train(TrainOptions(dataset=dataset, root=root, out=out, model=model, config=config,
                            sam2_checkpoint=sam2_checkpoint, init=init, val_names=val_names, device=device, resume=resume,

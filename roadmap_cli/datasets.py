@@ -148,6 +148,20 @@ def patch_origins(h: int, w: int, patch: int, stride: int) -> list[tuple[int, in
     return [(y, x) for y in ys for x in xs]
 
 
+def parse_scale_aug(value) -> tuple[float, float] | None:
+    """``"1,3"`` / ``[1, 3]`` / ``None`` -> (min zoom, max zoom).  Each draw zooms by a factor drawn log-uniformly
+    from that range: above 1 roads look wider (finer imagery, wide urban roads), below 1 narrower."""
+    if value is None or value == "":
+        return None
+    try:
+        lo, hi = (float(v) for v in (value.split(",") if isinstance(value, str) else value))
+    except (TypeError, ValueError):
+        raise UserError(f"scale augmentation must be two numbers MIN,MAX, got {value!r}") from None
+    if not (0 < lo <= hi <= 8):
+        raise UserError(f"scale augmentation needs 0 < MIN <= MAX <= 8, got {lo:g},{hi:g}")
+    return (lo, hi)
+
+
 class RoadDataset:
     """Samples = (image index, patch origin).  With ``crop`` set, each draw is a random crop of its image.  Crop
     position and augmentation come from a generator seeded by (seed, epoch, draw position in the epoch, index), so
@@ -155,10 +169,11 @@ class RoadDataset:
 
     def __init__(self, pairs: list[Pair], patch: int = MASS_PATCH, stride: int = MASS_STRIDE,
                  crop: int | None = None, augment: bool = True, seed: int = 0, cache: bool = True,
-                 color_aug: str = "basic"):
+                 color_aug: str = "basic", scale_aug: tuple[float, float] | None = None):
         if color_aug not in ("basic", "strong"):
             raise UserError(f"color_aug must be 'basic' or 'strong', got {color_aug!r}")
         self.color_aug = color_aug
+        self.scale_aug = parse_scale_aug(scale_aug)
         if not pairs:
             raise UserError("the dataset is empty")
         check_pairs(pairs)
@@ -191,15 +206,26 @@ class RoadDataset:
         img, lab = self.load(i)
         rng = np.random.default_rng([self.seed, epoch, draw, idx])
         size = self.crop or self.patch
+        src = size  # side of the region read from the image, resized to ``size`` when scale augmentation is on
+        if self.scale_aug and self.augment:
+            lo, hi = self.scale_aug
+            zoom = float(np.exp(rng.uniform(np.log(lo), np.log(hi))))
+            src = max(8, int(round(size / zoom)))
+            y, x = y + (size - src) // 2, x + (size - src) // 2  # same centre as the unscaled patch
         h, w = lab.shape
         if self.crop:
-            y = int(rng.integers(0, max(1, h - size + 1)))
-            x = int(rng.integers(0, max(1, w - size + 1)))
-        img, lab = img[y:y + size, x:x + size], lab[y:y + size, x:x + size]
-        if img.shape[0] < size or img.shape[1] < size:  # small images: pad with zeros
-            ph, pw = size - img.shape[0], size - img.shape[1]
+            y = int(rng.integers(0, max(1, h - src + 1)))
+            x = int(rng.integers(0, max(1, w - src + 1)))
+        y, x = min(max(0, y), max(0, h - src)), min(max(0, x), max(0, w - src))
+        img, lab = img[y:y + src, x:x + src], lab[y:y + src, x:x + src]
+        if img.shape[0] < src or img.shape[1] < src:  # small images: pad with zeros
+            ph, pw = src - img.shape[0], src - img.shape[1]
             img = np.pad(img, ((0, ph), (0, pw), (0, 0)))
             lab = np.pad(lab, ((0, ph), (0, pw)))
+        if src != size:
+            img = np.asarray(Image.fromarray(np.asarray(img, np.uint8)).resize((size, size), Image.BILINEAR))
+            lab8 = Image.fromarray(np.asarray(lab, np.uint8) * 255).resize((size, size), Image.BILINEAR)
+            lab = np.asarray(lab8) > 127
         if self.augment:
             if rng.random() < 0.5:
                 img, lab = img[:, ::-1], lab[:, ::-1]

@@ -26,7 +26,7 @@ RECIPE = {  # the paper's recipe; every key can be overridden by --config YAML o
     "epochs": 200, "batch_size": 2, "weight_decay": 1e-4, "min_lr": 1e-6, "bce_weight": 1.0, "dice_weight": 1.0,
     "grad_clip": 1.0, "amp": True, "seed": 6, "crop": None, "steps_per_epoch": None, "select": "f1",
     "max_steps": None, "warmup_steps": 100, "val_tile": 1024, "val_overlap": 256,
-    "ckpt_every": 50, "color_aug": "basic",
+    "ckpt_every": 50, "color_aug": "basic", "scale_aug": None,
 }
 LR = {"massachusetts": 2e-4, "deepglobe": 1e-4, "folder": 1e-4}
 
@@ -97,6 +97,10 @@ def _load_recipe(opts: TrainOptions) -> dict:
             raise UserError(f"config {opts.config}: unknown keys {sorted(unknown)}")
         recipe.update(extra)
     recipe.update(opts.overrides)
+    from .datasets import parse_scale_aug
+
+    zoom = parse_scale_aug(recipe["scale_aug"])  # checked before anything is written
+    recipe["scale_aug"] = list(zoom) if zoom else None
     return recipe
 
 
@@ -143,8 +147,6 @@ def run_train(opts: TrainOptions) -> Path:
     seed = int(recipe["seed"])
     torch.manual_seed(seed)
     out = Path(opts.out)
-    if rank == 0:
-        out.mkdir(parents=True, exist_ok=True)
     last = out / "last.pt"
     if last.exists() and not opts.resume:
         raise UserError(f"{out} already holds a run (last.pt); pass --resume to continue it or choose another --out")
@@ -158,7 +160,10 @@ def run_train(opts: TrainOptions) -> Path:
     overlap_names = {p.stem for p in train_pairs} & {p.stem for p in val_pairs}
     if overlap_names:
         raise UserError(f"validation images also in training: {sorted(overlap_names)[:3]}")
-    data = RoadDataset(train_pairs, crop=recipe["crop"], seed=seed, color_aug=recipe["color_aug"])
+    data = RoadDataset(train_pairs, crop=recipe["crop"], seed=seed, color_aug=recipe["color_aug"],
+                       scale_aug=recipe["scale_aug"])
+    if rank == 0:  # only once the data checked out, so a bad dataset leaves no empty run folder behind
+        out.mkdir(parents=True, exist_ok=True)
 
     if opts.resume:
         ck = read_checkpoint(last)

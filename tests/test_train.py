@@ -231,6 +231,39 @@ def test_strong_color_augmentation_changes_appearance_not_labels(tmp_path):
         RoadDataset(pairs, crop=64, color_aug="wild")
 
 
+def test_scale_augmentation_zooms_image_and_label_together(tmp_path):
+    root = make_folder_dataset(tmp_path / "d")  # 6 px wide horizontal road bands on 96 px tiles
+    pairs = build_pairs("folder", root, "train", val_names="t3")
+    plain = RoadDataset(pairs, crop=48, seed=0)
+    zoom2 = RoadDataset(pairs, crop=48, seed=0, scale_aug="2,2")
+    widths = {1: [], 2: []}
+    for d in range(30):
+        for z, ds in ((1, plain), (2, zoom2)):
+            img, lab = ds.get(0, 0, d)
+            assert img.shape == (48, 48, 3) and lab.shape == (48, 48)
+            assert set(np.unique(lab)) <= {0.0, 1.0}
+            if lab.any():
+                widths[z].append(lab.sum() / 48)  # the band crosses the whole crop: area / side = width
+                assert img[lab > 0].mean() > img[lab == 0].mean() + 50  # the road moved with its label
+    assert max(widths[1]) == pytest.approx(6, abs=0.5)
+    assert max(widths[2]) == pytest.approx(12, abs=1)
+    a, b = zoom2.get(0, 0, 5), zoom2.get(0, 0, 5)
+    assert np.array_equal(a[0], b[0]) and np.array_equal(a[1], b[1])
+    for bad in ("3,1", "0,2", "x", "1,2,3"):
+        with pytest.raises(UserError, match="scale augmentation"):
+            RoadDataset(pairs, crop=48, scale_aug=bad)
+
+
+def test_train_rejects_bad_scale_aug_in_one_line(cli, tmp_path):
+    root = make_folder_dataset(tmp_path / "d")
+    code, _, err = cli("train", "--dataset", "folder", "--root", root, "--model", "roadmap-compact", "--val", "t3",
+                       "--out", tmp_path / "run", "--scale-aug", "3,1", "--max-steps", "1")
+    assert code == 2
+    assert "scale augmentation needs 0 < MIN <= MAX" in err and len(err.strip().splitlines()) == 1
+    assert "Traceback" not in err
+    assert not (tmp_path / "run").exists()
+
+
 def test_init_fine_tunes_from_a_roadmap_checkpoint(tmp_path, tiny_ckpt):
     root = make_folder_dataset(tmp_path / "data")
     o = TrainOptions(dataset="folder", root=root, out=tmp_path / "ft", model="anchor-sam-t", init=tiny_ckpt,
