@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import os
 import random
 from dataclasses import dataclass
 from pathlib import Path
@@ -313,9 +314,16 @@ def download_dataset(name: str, root: Path) -> Path:
         return root
     import re
     import urllib.parse
+
+    from .download import Ledger
+    ledger = Ledger(root)  # Mnih's pages publish no checksums: recorded at the first download, verified after
+    index_tpl = src["index"]
+    mirror = os.environ.get("ROADMAP_MASS_MIRROR", "").rstrip("/")
+    if mirror:  # a copy with the same {split}/{kind}/ layout (index.html + files)
+        index_tpl = mirror + "/{split}/{kind}/index.html"
     for split in ("train", "valid", "test"):
         for kind, ext in (("sat", ".tiff"), ("map", ".tif")):
-            index_url = src["index"].format(split=split, kind=kind)
+            index_url = index_tpl.format(split=split, kind=kind)
             idx = root / split / kind / "index.html"
             try:
                 download(index_url, idx, progress=False)
@@ -323,6 +331,8 @@ def download_dataset(name: str, root: Path) -> Path:
                 raise OfflineError(f"{e} Offline: {src['manual'].replace('ROOT', str(root))}") from e
             names = sorted(set(re.findall(r'href="([^"]+' + re.escape(ext) + ')"', idx.read_text())))
             for n in names:
-                download(urllib.parse.urljoin(index_url, n), root / split / kind / Path(n).name)
+                rel = f"{split}/{kind}/{Path(n).name}"
+                dest = download(urllib.parse.urljoin(index_url, n), root / rel, sha256=ledger.expected(rel))
+                ledger.record(rel, dest)
             idx.unlink()
     return root

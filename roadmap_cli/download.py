@@ -17,12 +17,40 @@ log = logging.getLogger(__name__)
 CHUNK = 1 << 20
 
 
-def _sha256(path: Path) -> str:
+def sha256_file(path: str | Path) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:
         for block in iter(lambda: f.read(CHUNK), b""):
             h.update(block)
     return h.hexdigest()
+
+
+class Ledger:
+    """``SHA256SUMS`` in a download folder (``sha256  relative/path`` lines, as ``sha256sum`` writes them).
+
+    For files whose publisher gives no checksum: the sum is recorded at the first complete download (trust on first
+    use) and every later download or re-run verifies the file against it, so corruption or a changed upstream file
+    is caught.  ``sha256sum -c SHA256SUMS`` in that folder checks the files by hand."""
+
+    def __init__(self, folder: Path):
+        self.path = Path(folder) / "SHA256SUMS"
+        self.sums: dict[str, str] = {}
+        if self.path.is_file():
+            for line in self.path.read_text().splitlines():
+                parts = line.split(None, 1)
+                if len(parts) == 2:
+                    self.sums[parts[1].strip().lstrip("*")] = parts[0]
+
+    def expected(self, rel: str) -> str | None:
+        return self.sums.get(rel)
+
+    def record(self, rel: str, file: Path) -> None:
+        if rel in self.sums:
+            return
+        self.sums[rel] = sha256_file(file)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.path, "a") as f:
+            f.write(f"{self.sums[rel]}  {rel}\n")
 
 
 def download(url: str, dest: Path, sha256: str | None = None, size: int | None = None,
@@ -36,9 +64,9 @@ def download(url: str, dest: Path, sha256: str | None = None, size: int | None =
     dest = Path(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
     if dest.exists():
-        if sha256 is None or _sha256(dest) == sha256:
+        if sha256 is None or sha256_file(dest) == sha256:
             return dest
-        raise UserError(f"{dest} exists but its sha256 does not match the registry; delete it and retry")
+        raise UserError(f"{dest} exists but its sha256 does not match the expected one; delete it and retry")
     part = dest.with_name(dest.name + ".part")
     have = part.stat().st_size if part.exists() else 0
     req = urllib.request.Request(url, headers={"User-Agent": "roadmap"})
@@ -82,7 +110,7 @@ def download(url: str, dest: Path, sha256: str | None = None, size: int | None =
         raise UserError(f"download of {url} is incomplete ({part.stat().st_size} of {size} bytes); run again to "
                         "resume")
     if sha256 is not None:
-        got = _sha256(part)
+        got = sha256_file(part)
         if got != sha256:
             part.unlink()
             raise UserError(f"checksum mismatch for {url}: sha256 {got[:16]}..., expected {sha256[:16]}...")

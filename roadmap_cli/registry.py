@@ -6,7 +6,7 @@ from pathlib import Path
 
 import yaml
 
-from .download import download
+from .download import Ledger, download, sha256_file
 from .errors import UserError
 from .nn.config import MODELS_DIR, variant_names
 
@@ -38,18 +38,6 @@ def list_rows() -> list[str]:
     return rows
 
 
-def _recorded_sums(folder: Path) -> dict:
-    f = folder / "SHA256SUMS"
-    if not f.is_file():
-        return {}
-    out = {}
-    for line in f.read_text().splitlines():
-        parts = line.split()
-        if len(parts) == 2:
-            out[parts[1]] = parts[0]
-    return out
-
-
 def download_weights(name: str, dest: Path | None = None) -> Path:
     reg = _registry()["sam2"]
     if name not in reg:
@@ -57,16 +45,13 @@ def download_weights(name: str, dest: Path | None = None) -> Path:
     entry = reg[name]
     folder = Path(dest) if dest else home() / "checkpoints"
     folder.mkdir(parents=True, exist_ok=True)
-    sums = _recorded_sums(folder)
-    expected = entry.get("sha256") or sums.get(name)
+    ledger = Ledger(folder)  # no sha256 is published for the SAM2.1 files: recorded at the first download
+    expected = entry.get("sha256") or ledger.expected(name)
     hint = (f"Without network, download {entry['url']} elsewhere and put it at {folder / name}.")
     path = download(os.environ.get("ROADMAP_MIRROR", "").rstrip("/") + "/" + name
                     if os.environ.get("ROADMAP_MIRROR") else entry["url"],
                     folder / name, sha256=expected, manual_hint=hint)
-    if name not in sums:
-        from .nn.checkpoint import sha256_file
-        with open(folder / "SHA256SUMS", "a") as f:
-            f.write(f"{sha256_file(path)}  {name}\n")
+    ledger.record(name, path)
     return path
 
 
@@ -79,7 +64,6 @@ def default_model_path() -> Path:
     if not path.is_file():
         raise UserError(f"the bundled model {path} is missing; pass --model/--weights")
     if entry.get("sha256"):
-        from .nn.checkpoint import sha256_file
         if sha256_file(path) != entry["sha256"]:
             raise UserError(f"the bundled model {path} does not match its registered sha256 (corrupt checkout?)")
     return path

@@ -4,7 +4,8 @@ from pathlib import Path
 import rasterio
 import yaml
 
-from roadmap_cli.nn.checkpoint import load_model, sha256_file
+from roadmap_cli.download import sha256_file
+from roadmap_cli.nn.checkpoint import load_model
 from roadmap_cli.nn.config import MODELS_DIR
 from roadmap_cli.registry import default_model_path
 

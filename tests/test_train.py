@@ -194,6 +194,33 @@ def test_datasets_download_offline_is_clear(cli, tmp_path, monkeypatch):
     assert code == 3 and "cannot reach" in err and "{train,valid,test}/{sat,map}" in err
 
 
+def test_datasets_download_massachusetts_from_a_mirror_records_and_verifies_checksums(cli, tmp_path, monkeypatch):
+    mirror = tmp_path / "mirror"
+    for split in ("train", "valid", "test"):
+        for kind, ext in (("sat", ".tiff"), ("map", ".tif")):
+            d = mirror / split / kind
+            d.mkdir(parents=True)
+            names = [f"{split}_{i}{ext}" for i in range(2)]
+            for n in names:
+                (d / n).write_bytes(f"{split}/{kind}/{n}".encode() * 100)
+            links = "".join(f'<a href="{n}">{n}</a>' for n in names)
+            (d / "index.html").write_text(f"<html><body>{links}</body></html>")
+    monkeypatch.setenv("ROADMAP_MASS_MIRROR", mirror.as_uri())
+    root = tmp_path / "mass"
+    code, _, err = cli("datasets", "download", "massachusetts", "--root", root)
+    assert code == 0, err
+    sums = (root / "SHA256SUMS").read_text().splitlines()
+    assert len(sums) == 12 and any(line.endswith("  valid/map/valid_1.tif") for line in sums)
+    assert (root / "test" / "sat" / "test_0.tiff").read_bytes() == (mirror / "test" / "sat" / "test_0.tiff").read_bytes()
+    assert not list(root.rglob("index.html")) and not list(root.rglob("*.part"))
+    code, _, err = cli("datasets", "download", "massachusetts", "--root", root)  # re-run: verified, nothing new
+    assert code == 0, err
+    assert (root / "SHA256SUMS").read_text().splitlines() == sums
+    (root / "train" / "map" / "train_0.tif").write_bytes(b"corrupted")
+    code, _, err = cli("datasets", "download", "massachusetts", "--root", root)
+    assert code == 2 and "train_0.tif exists but its sha256 does not match" in err
+
+
 @pytest.mark.slow
 def test_ddp_two_processes_gloo(tmp_path, tiny_cfg):
     root = make_folder_dataset(tmp_path / "data")

@@ -1,7 +1,6 @@
 """Checkpoints: roadmap's own versioned format and the official SAM2 / SAM2.1 encoder checkpoints."""
 from __future__ import annotations
 
-import hashlib
 import pickle
 import zipfile
 from pathlib import Path
@@ -20,14 +19,6 @@ _ARCH_FIELDS = ("embed_dim", "num_heads", "stages", "d_model", "mdcp_dilations",
                 "grr_dim", "grr_heads", "grr_window", "grr_depth", "dbcim_kernels", "dbcim_groups", "dmb_ratio",
                 "decoder_channels", "decoder_group_channels", "dysample_groups", "window_pos_embed_bkg_spatial_size",
                 "use_dbcim", "use_mdcp", "use_bpe", "use_sca", "use_grr", "mdcp_plain_conv", "in_chans")
-
-
-def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(chunk), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def _torch_load(path: Path) -> dict:
