@@ -125,6 +125,25 @@ def datasets_download(
     typer.echo(str(path))
 
 
+@datasets_app.command("from-vectors")
+def datasets_from_vectors(
+    scene: Path = typer.Argument(..., help="Georeferenced GeoTIFF."),
+    roads: Path = typer.Argument(..., help="Road centre lines (GeoJSON / GPKG / any OGR vector, with a CRS)."),
+    out: Path = typer.Option(..., "--out", help="Dataset folder (images/ and labels/ are added to it)."),
+    name: Optional[str] = typer.Option(None, "--name", help="File stem (default: the scene's)."),
+    gsd: float = typer.Option(1.0, "--gsd", help="Ground resolution of the pairs in m/px (the model's)."),
+    road_width_m: float = typer.Option(7.0, "--road-width-m", help="Label width (Massachusetts labels: ~7 m)."),
+    bands: Optional[str] = typer.Option(None, "--bands", help="1-based band indices, as for extract."),
+    tile: int = typer.Option(1500, "--tile", help="Cut larger scenes into tiles of this many pixels."),
+    overwrite: bool = typer.Option(False, "--overwrite"),
+):
+    """Make image/label training pairs from a scene and its road vectors (for `train --dataset folder`)."""
+    from .datasets import pairs_from_vectors
+
+    pairs = pairs_from_vectors(scene, roads, out, name, gsd, road_width_m, bands, tile, overwrite)
+    typer.echo(f"{len(pairs)} pair(s) in {out}: " + ", ".join(p.stem for p in pairs[:5]) + (" ..." if len(pairs) > 5 else ""))
+
+
 # ------------------------------------------------------------------------------------------------------- extract
 
 @app.command()
