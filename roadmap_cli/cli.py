@@ -141,7 +141,8 @@ def datasets_from_vectors(
     from .datasets import pairs_from_vectors
 
     pairs = pairs_from_vectors(scene, roads, out, name, gsd, road_width_m, bands, tile, overwrite)
-    typer.echo(f"{len(pairs)} pair(s) in {out}: " + ", ".join(p.stem for p in pairs[:5]) + (" ..." if len(pairs) > 5 else ""))
+    more = " ..." if len(pairs) > 5 else ""
+    typer.echo(f"{len(pairs)} pair(s) in {out}: " + ", ".join(p.stem for p in pairs[:5]) + more)
 
 
 # ------------------------------------------------------------------------------------------------------- extract

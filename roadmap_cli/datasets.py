@@ -212,7 +212,8 @@ class RoadDataset:
             lo, hi = self.scale_aug
             zoom = float(np.exp(rng.uniform(np.log(lo), np.log(hi))))
             src = max(8, int(round(size / zoom)))
-            y, x = y + (size - src) // 2, x + (size - src) // 2  # same centre as the unscaled patch
+            if not self.crop:  # a fixed patch keeps its centre
+                y, x = y + (size - src) // 2, x + (size - src) // 2
         h, w = lab.shape
         if self.crop:
             y = int(rng.integers(0, max(1, h - src + 1)))
@@ -380,8 +381,6 @@ def pairs_from_vectors(scene: Path, roads: Path, out: Path, name: str | None = N
                 stem = f"{name}_r{i}_c{j}" if multi else name
                 jobs.append((stem, r0, r1, c0, c1))
         out = Path(out)
-        (out / "images").mkdir(parents=True, exist_ok=True)
-        (out / "labels").mkdir(parents=True, exist_ok=True)
         for stem, *_ in jobs:
             for sub in ("images", "labels"):
                 if (out / sub / f"{stem}.png").exists() and not overwrite:
@@ -396,6 +395,8 @@ def pairs_from_vectors(scene: Path, roads: Path, out: Path, name: str | None = N
             if not lab.any():
                 continue  # a tile without roads teaches nothing about them; skip it
             ip, lp = out / "images" / f"{stem}.png", out / "labels" / f"{stem}.png"
+            ip.parent.mkdir(parents=True, exist_ok=True)
+            lp.parent.mkdir(parents=True, exist_ok=True)
             with atomic_path(ip, overwrite=True) as tmp:
                 Image.fromarray(np.round(img).astype(np.uint8)).save(tmp)
             with atomic_path(lp, overwrite=True) as tmp:
