@@ -347,7 +347,7 @@ def pairs_from_vectors(scene: Path, roads: Path, out: Path, name: str | None = N
     band choice and stretch that ``roadmap extract`` feeds the model, so the pairs look like inference inputs.
     Scenes larger than ``tile`` working pixels are cut into tiles, read by windows."""
     from rasterio.features import rasterize
-    from shapely import affinity
+    from shapely import STRtree, affinity, box
 
     from .io_utils import atomic_path
     from .raster import (StretchStats, is_georeferenced, open_raster, parse_bands, read_window, working_grid)
@@ -370,6 +370,7 @@ def pairs_from_vectors(scene: Path, roads: Path, out: Path, name: str | None = N
         half = road_width_m / 2 / grid.gsd  # in working pixels
         px = [affinity.affine_transform(g, [inv.a, inv.b, inv.d, inv.e, inv.xoff, inv.yoff]).buffer(half)
               for g in lines.to_crs(grid.crs).geometry]
+        tree = STRtree(px)  # per tile, only the roads that reach it are moved and burnt in
         stretch = StretchStats(ds, b)
         rows = list(range(0, grid.height, tile))
         cols = list(range(0, grid.width, tile))
@@ -388,7 +389,7 @@ def pairs_from_vectors(scene: Path, roads: Path, out: Path, name: str | None = N
         pairs = []
         for stem, r0, r1, c0, c1 in jobs:
             img, valid = read_window(ds, grid, b, stretch, r0, r1, c0, c1)
-            shifted = [affinity.translate(g, -c0, -r0) for g in px]
+            shifted = [affinity.translate(px[k], -c0, -r0) for k in tree.query(box(c0, r0, c1, r1))]
             lab = rasterize(((g, 255) for g in shifted if not g.is_empty), out_shape=(r1 - r0, c1 - c0),
                             dtype="uint8", all_touched=False)
             lab[~valid] = 0
