@@ -349,6 +349,7 @@ def pairs_from_vectors(scene: Path, roads: Path, out: Path, name: str | None = N
     from rasterio.features import rasterize
     from shapely import STRtree, affinity, box
 
+    from .graph import tile_ranges
     from .io_utils import atomic_path
     from .raster import (StretchStats, is_georeferenced, open_raster, parse_bands, read_window, working_grid)
     from .score import read_lines
@@ -372,15 +373,10 @@ def pairs_from_vectors(scene: Path, roads: Path, out: Path, name: str | None = N
               for g in lines.to_crs(grid.crs).geometry]
         tree = STRtree(px)  # per tile, only the roads that reach it are moved and burnt in
         stretch = StretchStats(ds, b)
-        rows = list(range(0, grid.height, tile))
-        cols = list(range(0, grid.width, tile))
+        rows, cols = tile_ranges(grid.height, tile), tile_ranges(grid.width, tile)
         multi = len(rows) * len(cols) > 1
-        jobs = []
-        for i, r0 in enumerate(rows):
-            for j, c0 in enumerate(cols):
-                r1, c1 = min(r0 + tile, grid.height), min(c0 + tile, grid.width)
-                stem = f"{name}_r{i}_c{j}" if multi else name
-                jobs.append((stem, r0, r1, c0, c1))
+        jobs = [(f"{name}_r{i}_c{j}" if multi else name, r0, r1, c0, c1)
+                for i, (r0, r1) in enumerate(rows) for j, (c0, c1) in enumerate(cols)]
         out = Path(out)
         for stem, *_ in jobs:
             for sub in ("images", "labels"):
