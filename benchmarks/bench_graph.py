@@ -87,8 +87,6 @@ def main():
     ap.add_argument("--size", type=int, default=40000)
     ap.add_argument("--single", type=int, default=8192, help="crop side for the single-sknw comparison")
     a = ap.parse_args()
-    from roadmap_cli.raster import configure_gdal
-    configure_gdal()  # the GDAL block cache bound that extract sets, before any raster I/O
     with tempfile.TemporaryDirectory() as work:
         path = os.path.join(work, "mask.tif")
         t = time.perf_counter()
