@@ -9,7 +9,7 @@ import time
 import numpy as np
 from shapely.geometry import LineString
 
-from roadmap_cli.apls import apls
+from roadmap_cli.metrics.apls import apls
 
 
 def grid_city(n=17, size=5000.0, jitter=0.0, drop=0.0, seed=0):

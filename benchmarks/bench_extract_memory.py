@@ -9,7 +9,6 @@ in ../shared/data (so the model finds roads everywhere and the graph stage has r
 import argparse
 import json
 import os
-import resource
 import subprocess
 import sys
 import tempfile
@@ -22,7 +21,6 @@ from rasterio.windows import Window
 
 sys.path.insert(0, os.path.dirname(__file__))
 from bench_graph import road_block  # noqa: E402
-
 
 DATA = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data", "massachusetts-roads-cskanani", "images")
 
@@ -63,8 +61,9 @@ def write_scene(path, size, block=2048, synthetic=False):
 
 def small_model(path):
     import torch
-    from roadmap_cli.nn import build_model, load_variant
-    from roadmap_cli.nn.checkpoint import save_checkpoint
+
+    from roadmap_cli.nn import build_model
+    from roadmap_cli.weights import load_variant, save_checkpoint
     cfg = load_variant("roadmap-compact").replace(name="bench-small", embed_dim=16, d_model=32, grr_dim=32,
                                                   decoder_channels=(32, 32, 16, 16))
     torch.manual_seed(0)
@@ -76,7 +75,7 @@ def main():
     ap.add_argument("--sizes", default="5000,20000")
     ap.add_argument("--tile", default=None, help="tile side (default: the model's)")
     ap.add_argument("--synthetic", action="store_true", help="drawn street grid instead of the real-tile mosaic")
-    ap.add_argument("--model", default=os.path.join(os.path.dirname(__file__), "..", "models", "roadmap-compact.pt"))
+    ap.add_argument("--model", default=os.path.join(os.path.dirname(__file__), "..", "roadmap_cli", "models", "roadmap-compact.pt"))
     a = ap.parse_args()
     rows = []
     with tempfile.TemporaryDirectory() as work:

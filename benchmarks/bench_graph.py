@@ -12,10 +12,9 @@ import os
 import resource
 import tempfile
 import time
-
-import numpy as np
 import warnings
 
+import numpy as np
 import rasterio
 from rasterio.errors import NotGeoreferencedWarning
 from rasterio.windows import Window
@@ -67,8 +66,8 @@ def tiled_graph(mask_path, work, tile=2048):
     """The graph stage of `roadmap extract` (graph.graph_from_rasters) on a mask GeoTIFF, scratch rasters on disk."""
     from types import SimpleNamespace
 
-    from roadmap_cli.raster import ScratchTiff
     from roadmap_cli.graph import CleanOptions, graph_from_rasters
+    from roadmap_cli.io.raster import ScratchTiff
     with rasterio.open(mask_path) as src:
         grid = SimpleNamespace(height=src.height, width=src.width, crs=src.crs, transform=src.transform)
         read_mask = lambda r0, r1, c0, c1: src.read(1, window=Window(c0, r0, c1 - c0, r1 - r0)) > 0  # noqa

@@ -15,8 +15,9 @@ import torch
 import torch.nn as nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from roadmap_cli.nn import build_model, count_parameters, load_variant
+from roadmap_cli.nn import build_model, count_parameters
 from roadmap_cli.nn.layers import DCNv3CF
+from roadmap_cli.weights import load_variant
 
 PAPER = {"anchor-sam-t": (49.94, 432.09), "anchor-sam-s": (57.03, 493.96), "anchor-sam-b": (96.66, 768.44),
          "anchor-sam-l": (251.91, 1879.55)}

@@ -6,7 +6,7 @@
    `roadmap score roads.gpkg gt.geojson` (APLS) and pixel F1 against the ground-truth centre lines buffered by
    3.5 m (the 7 m road width of the Massachusetts labels), rasterized on the same 1 m grid.
 
-    python benchmarks/eval_model.py --model models/roadmap-compact.pt --val 5,12 --out eval_out
+    python benchmarks/eval_model.py --model roadmap_cli/models/roadmap-compact.pt --val 5,12 --out eval_out
 """
 import argparse
 import json
@@ -67,7 +67,7 @@ def main():
         utm = gt.estimate_utm_crs()
         buf = gt.to_crs(utm).buffer(3.5).to_crs(ds.crs)
         gtm = rasterize([(g, 1) for g in buf], out_shape=pred.shape, transform=ds.transform).astype(bool)
-    from roadmap_cli.metrics import PixelCounts
+    from roadmap_cli.metrics.pixel import PixelCounts
     c = PixelCounts()
     c.add(pred, gtm)
     px = c.summary()

@@ -1,7 +1,9 @@
-"""One error convention for the whole CLI.
+"""One error convention for the whole package.
 
-Code raises :class:`UserError` (or a subclass) for anything the user can fix; the CLI prints its message as one line
-on stderr and exits with its ``exit_code`` (2 = bad input).  Anything else is a bug: one line too, unless ``--debug``.
+Library code raises a :class:`UserError` subclass for anything the user can fix, so Python callers can tell the
+cases apart (``except OutputExistsError``); the CLI prints ``str(err)`` as one line on stderr and exits with the
+error's ``exit_code`` (2 = bad input, 3 = offline).  Anything else is a bug: one line too, unless ``--debug``.
+This module imports nothing from the package.
 """
 from __future__ import annotations
 
@@ -17,7 +19,27 @@ class UserError(Exception):
             self.exit_code = exit_code
 
 
-class OfflineError(UserError):
+class InputError(UserError):
+    """An input file, option value or dataset that cannot be used as given."""
+
+
+class OutputExistsError(UserError):
+    """An output (or a run's work folder) exists and may not be replaced without being asked to."""
+
+
+class OutputError(UserError):
+    """An output cannot be written (missing or read-only folder, unknown format)."""
+
+
+class CheckpointError(UserError):
+    """A checkpoint or model configuration that cannot be read, or does not fit the model."""
+
+
+class DownloadError(UserError):
+    """A download that failed (HTTP error, checksum mismatch, incomplete transfer)."""
+
+
+class OfflineError(DownloadError):
     """A download was needed but the network is unreachable."""
 
     exit_code = 3

@@ -1,22 +1,23 @@
 """Georeference a pixel road graph and write GeoPackage / GeoJSON / GraphML (atomically)."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import networkx as nx
 import numpy as np
 from shapely.geometry import LineString, Point
 
-from .errors import UserError
-from .io_utils import atomic_path
+from .errors import InputError, OutputError
+from .io.atomic import atomic_path
 
 FORMATS = {".gpkg": "GPKG", ".geojson": "GeoJSON", ".json": "GeoJSON", ".graphml": "GraphML"}
 
 
 def output_format(path) -> str:
-    from pathlib import Path
-
+    """The vector format of an output path, from its suffix."""
     fmt = FORMATS.get(Path(path).suffix.lower())
     if fmt is None:
-        raise UserError(f"output {path}: unknown format; use .gpkg, .geojson or .graphml")
+        raise OutputError(f"output {path}: unknown format; use .gpkg, .geojson or .graphml")
     return fmt
 
 
@@ -74,11 +75,12 @@ def to_geodataframes(g: nx.MultiGraph, transform, crs, gsd: float, simplify_px: 
         try:
             edges, nodes = edges.to_crs(to_crs), nodes.to_crs(to_crs)
         except Exception as e:
-            raise UserError(f"--to-crs {to_crs}: {e}") from e
+            raise InputError(f"--to-crs {to_crs}: {e}") from e
     return edges, nodes
 
 
 def write_graph(path, edges, nodes, overwrite: bool = False) -> None:
+    """Write edges (and nodes, for GPKG / GraphML) atomically in the format the suffix names."""
     fmt = output_format(path)
     with atomic_path(path, overwrite=overwrite) as tmp:
         if fmt == "GPKG":

@@ -1,10 +1,15 @@
-"""``roadmap train``: BCE + Dice, AdamW, cosine to 1e-6, AMP on CUDA, exact resume, DDP via torchrun."""
+"""``roadmap train`` as a library: BCE + Dice, AdamW, cosine to 1e-6, AMP on CUDA, exact resume, DDP via torchrun.
+
+:func:`run_train` reads as its steps: recipe -> data -> model -> optimiser (and resume) -> epochs of steps, each
+epoch validated and checkpointed -> summary.  Nothing here prints: progress and validation lines go to a
+:class:`~roadmap_cli.progress.Reporter`.
+"""
 from __future__ import annotations
 
 import csv
+import dataclasses
 import logging
 import math
-import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -14,25 +19,86 @@ import torch
 import torch.nn.functional as F
 import yaml
 
-from .errors import UserError
-from .io_utils import atomic_open
-from .nn.checkpoint import load_sam2_encoder, load_state, read_checkpoint, save_checkpoint
-from .nn.config import ModelConfig, load_variant
-from .nn.model import build_model
+from . import settings
+from .data.augment import parse_scale_aug
+from .data.dataset import RoadDataset
+from .data.sources import Pair, build_pairs
+from .errors import InputError
+from .infer.device import resolve_device
+from .infer.predict import Predictor, predict_array
+from .io.atomic import atomic_open
+from .io.images import read_image, read_label
+from .metrics.apls import apls_from_masks
+from .metrics.pixel import PixelCounts
+from .nn.model import AnchorSAM, build_model
+from .progress import SILENT, Reporter
+from .weights import (
+    config_from_dict,
+    load_sam2_encoder,
+    load_state,
+    load_variant,
+    model_from_checkpoint,
+    read_checkpoint,
+    save_checkpoint,
+)
 
 log = logging.getLogger(__name__)
 
-RECIPE = {  # the paper's recipe; every key can be overridden by --config YAML or a flag
-    "epochs": 200, "batch_size": 2, "weight_decay": 1e-4, "min_lr": 1e-6, "bce_weight": 1.0, "dice_weight": 1.0,
-    "grad_clip": 1.0, "amp": True, "seed": 6, "crop": None, "steps_per_epoch": None, "select": "f1",
-    "max_steps": None, "warmup_steps": 100, "val_tile": 1024, "val_overlap": 256,
-    "ckpt_every": 50, "color_aug": "basic", "scale_aug": None,
-}
 LR = {"massachusetts": 2e-4, "deepglobe": 1e-4, "folder": 1e-4}
 
 
 @dataclass
+class Recipe:
+    """The training recipe; the defaults are the paper's.  Every field can be set by ``--config YAML`` or a flag."""
+
+    epochs: int = 200
+    batch_size: int = 2
+    lr: float = 1e-4
+    weight_decay: float = 1e-4
+    min_lr: float = 1e-6
+    bce_weight: float = 1.0
+    dice_weight: float = 1.0
+    grad_clip: float = 1.0
+    amp: bool = True
+    seed: int = 6
+    crop: int | None = None
+    steps_per_epoch: int | None = None
+    select: str = "f1"
+    max_steps: int | None = None
+    warmup_steps: int = 100
+    val_tile: int = 1024
+    val_overlap: int = 256
+    ckpt_every: int = 50
+    color_aug: str = "basic"
+    scale_aug: list | None = None
+
+    @classmethod
+    def load(cls, dataset: str, config: Path | None = None, overrides: dict | None = None) -> "Recipe":
+        """The dataset's default (its learning rate), then the YAML ``config``, then ``overrides``; checked before
+        anything is written."""
+        values = {"lr": LR.get(dataset.lower(), 1e-4)}
+        if config:
+            if not Path(config).is_file():
+                raise InputError(f"config {config} not found")
+            extra = yaml.safe_load(Path(config).read_text()) or {}
+            unknown = set(extra) - {f.name for f in dataclasses.fields(cls)}
+            if unknown:
+                raise InputError(f"config {config}: unknown keys {sorted(unknown)}")
+            values.update(extra)
+        values.update(overrides or {})
+        zoom = parse_scale_aug(values.get("scale_aug"))
+        values["scale_aug"] = list(zoom) if zoom else None
+        return cls(**values)
+
+    def to_dict(self) -> dict:
+        """The recipe as stored in checkpoints (unset fields left out)."""
+        return {k: v for k, v in dataclasses.asdict(self).items() if v is not None}
+
+
+@dataclass
 class TrainOptions:
+    """What ``roadmap train`` takes besides the recipe (``overrides`` holds the recipe flags)."""
+
     dataset: str
     root: Path | None
     out: Path
@@ -64,12 +130,26 @@ def lr_at(step: int, total: int, base: float, min_lr: float, warmup: int) -> flo
     return min_lr + 0.5 * (base - min_lr) * (1 + math.cos(math.pi * t))
 
 
-def _dist_info():
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    rank = int(os.environ.get("RANK", "0"))
-    local = int(os.environ.get("LOCAL_RANK", "0"))
-    return world, rank, local
+def evaluate(model, pairs: list[Pair], device, recipe: Recipe, apls: bool = True) -> dict:
+    """Validation with the ``score`` metrics on whole images (sliding window)."""
+    model.eval()
+    pred = Predictor(model, device, None)
+    counts = PixelCounts()
+    apls_scores = []
+    for p in pairs:
+        img, gt = read_image(p.image), read_label(p.label)[0]
+        prob = predict_array(pred, img, recipe.val_tile, recipe.val_overlap, 1)
+        counts.add(prob >= 0.5, gt)
+        if apls:
+            apls_scores.append(apls_from_masks(gt, prob >= 0.5, gsd=model.cfg.gsd))
+    out = counts.summary()
+    if apls:
+        out["apls"] = float(np.mean(apls_scores)) if apls_scores else 0.0
+    model.train()
+    return out
 
+
+# --------------------------------------------------------------------------------------------------- steps
 
 def _rng_state() -> dict:
     # the data stream is a pure function of (seed, epoch, index); only torch's generators carry state
@@ -85,206 +165,203 @@ def _set_rng_state(st: dict) -> None:
         torch.cuda.set_rng_state_all(st["cuda"])
 
 
-def _load_recipe(opts: TrainOptions) -> dict:
-    recipe = dict(RECIPE)
-    recipe["lr"] = LR.get(opts.dataset.lower(), 1e-4)
-    if opts.config:
-        if not Path(opts.config).is_file():
-            raise UserError(f"config {opts.config} not found")
-        extra = yaml.safe_load(Path(opts.config).read_text()) or {}
-        unknown = set(extra) - set(recipe)
-        if unknown:
-            raise UserError(f"config {opts.config}: unknown keys {sorted(unknown)}")
-        recipe.update(extra)
-    recipe.update(opts.overrides)
-    from .datasets import parse_scale_aug
+@dataclass
+class _Placement:
+    device: torch.device
+    world: int
+    rank: int
 
-    zoom = parse_scale_aug(recipe["scale_aug"])  # checked before anything is written
-    recipe["scale_aug"] = list(zoom) if zoom else None
-    return recipe
+    @property
+    def distributed(self) -> bool:
+        return self.world > 1
 
 
-def evaluate(model, pairs, device, recipe, apls: bool = True) -> dict:
-    """Validation with the ``score`` metrics on whole images (sliding window)."""
-    from .datasets import read_image, read_label
-    from .infer import Predictor, predict_array
-    from .metrics import PixelCounts
-
-    model.eval()
-    pred = Predictor(model, device, None)
-    counts = PixelCounts()
-    apls_scores = []
-    for p in pairs:
-        img, gt = read_image(p.image), read_label(p.label)
-        prob = predict_array(pred, img, recipe["val_tile"], recipe["val_overlap"], 1)
-        counts.add(prob >= 0.5, gt)
-        if apls:
-            from .apls import apls_from_masks
-            apls_scores.append(apls_from_masks(gt, prob >= 0.5, gsd=model.cfg.gsd))
-    out = counts.summary()
-    if apls:
-        out["apls"] = float(np.mean(apls_scores)) if apls_scores else 0.0
-    model.train()
-    return out
+def _place(opts: TrainOptions) -> _Placement:
+    """The device, and the process group under torchrun."""
+    info = settings.dist_info()
+    if info.world <= 1:
+        return _Placement(resolve_device(opts.device), 1, 0)
+    import torch.distributed as dist
+    backend = "nccl" if torch.cuda.is_available() and opts.device != "cpu" else "gloo"
+    dist.init_process_group(backend)
+    device = torch.device(f"cuda:{info.local_rank}") if backend == "nccl" else torch.device("cpu")
+    if backend == "nccl":
+        torch.cuda.set_device(device)
+    return _Placement(device, info.world, info.rank)
 
 
-def run_train(opts: TrainOptions) -> Path:
-    from .datasets import RoadDataset, build_pairs
-    from .infer import resolve_device
-
-    recipe = _load_recipe(opts)
-    world, rank, local = _dist_info()
-    distributed = world > 1
-    if distributed:
-        import torch.distributed as dist
-        backend = "nccl" if torch.cuda.is_available() and opts.device != "cpu" else "gloo"
-        dist.init_process_group(backend)
-        device = torch.device(f"cuda:{local}") if backend == "nccl" else torch.device("cpu")
-        if backend == "nccl":
-            torch.cuda.set_device(device)
-    else:
-        device = resolve_device(opts.device)
-    seed = int(recipe["seed"])
-    torch.manual_seed(seed)
-    out = Path(opts.out)
-    last = out / "last.pt"
+def _check_run_folder(opts: TrainOptions) -> Path:
+    last = Path(opts.out) / "last.pt"
     if last.exists() and not opts.resume:
-        raise UserError(f"{out} already holds a run (last.pt); pass --resume to continue it or choose another --out")
+        raise InputError(f"{opts.out} already holds a run (last.pt); pass --resume to continue it or choose another "
+                         "--out")
     if opts.resume and not last.exists():
-        raise UserError(f"--resume: no {last} to resume from")
+        raise InputError(f"--resume: no {last} to resume from")
+    return last
 
-    train_pairs = build_pairs(opts.dataset, opts.root, "train", seed, opts.val_names)
-    val_pairs = build_pairs(opts.dataset, opts.root, "valid", seed, opts.val_names)
+
+def _load_data(opts: TrainOptions, recipe: Recipe) -> tuple[RoadDataset, list[Pair], list[Pair]]:
+    train_pairs = build_pairs(opts.dataset, opts.root, "train", recipe.seed, opts.val_names)
+    val_pairs = build_pairs(opts.dataset, opts.root, "valid", recipe.seed, opts.val_names)
     if not val_pairs:
-        raise UserError("the validation split is empty")
+        raise InputError("the validation split is empty")
     overlap_names = {p.stem for p in train_pairs} & {p.stem for p in val_pairs}
     if overlap_names:
-        raise UserError(f"validation images also in training: {sorted(overlap_names)[:3]}")
-    data = RoadDataset(train_pairs, crop=recipe["crop"], seed=seed, color_aug=recipe["color_aug"],
-                       scale_aug=recipe["scale_aug"])
-    if rank == 0:  # only once the data checked out, so a bad dataset leaves no empty run folder behind
-        out.mkdir(parents=True, exist_ok=True)
+        raise InputError(f"validation images also in training: {sorted(overlap_names)[:3]}")
+    data = RoadDataset(train_pairs, crop=recipe.crop, seed=recipe.seed, color_aug=recipe.color_aug,
+                       scale_aug=recipe.scale_aug)
+    return data, train_pairs, val_pairs
 
+
+def _build_model(opts: TrainOptions, last: Path) -> tuple[AnchorSAM, dict | None]:
+    """The model to train: the run's own last checkpoint (resume, whose state is returned too), a fine-tuning
+    start (``--init``, weights only), or a variant (optionally with SAM2 encoder weights)."""
     if opts.resume:
-        ck = read_checkpoint(last)
-        cfg = ModelConfig.from_dict(ck["model_config"])
-    elif opts.init:
-        init_ck = read_checkpoint(opts.init)
-        cfg = ModelConfig.from_dict(init_ck["model_config"])
+        ck = read_checkpoint(last)  # its weights are loaded after the optimiser exists (:func:`run_train`)
+        return build_model(config_from_dict(ck["model_config"], last)), ck
+    if opts.init:
+        model, _ = model_from_checkpoint(opts.init)
     else:
-        cfg = load_variant(opts.model)
-    model = build_model(cfg)
-    if opts.init and not opts.resume:  # fine-tune a roadmap checkpoint (weights only, fresh optimizer)
-        load_state(model, init_ck["model"], opts.init)
-    if opts.sam2_checkpoint and not opts.resume:
+        model = build_model(load_variant(opts.model))
+    if opts.sam2_checkpoint:
         n = load_sam2_encoder(model, opts.sam2_checkpoint)
         log.info("loaded %d SAM2 encoder tensors from %s", n, opts.sam2_checkpoint)
-    model.to(device).train()
-    opt = torch.optim.AdamW(model.parameters(), lr=recipe["lr"], weight_decay=recipe["weight_decay"])
-    use_amp = bool(recipe["amp"]) and device.type == "cuda"
-    amp_dtype = torch.float16 if use_amp else None
+    return model, None
+
+
+@dataclass
+class _State:
+    """Everything a checkpoint must carry to resume exactly."""
+
+    step: int = 0
+    epoch: int = 0
+    best: float = -1.0
+    best_epoch: int = -1
+
+
+def run_train(opts: TrainOptions, reporter: Reporter = SILENT) -> Path:
+    """Train (or fine-tune, or resume) and return the path of the best checkpoint (``OUT/best.pt``)."""
+    recipe = Recipe.load(opts.dataset, opts.config, opts.overrides)
+    place = _place(opts)
+    torch.manual_seed(recipe.seed)
+    out = Path(opts.out)
+    last = _check_run_folder(opts)
+    data, train_pairs, val_pairs = _load_data(opts, recipe)
+    if place.rank == 0:  # only once the data checked out, so a bad dataset leaves no empty run folder behind
+        out.mkdir(parents=True, exist_ok=True)
+
+    model, resume_ck = _build_model(opts, last)
+    model.to(place.device).train()
+    opt = torch.optim.AdamW(model.parameters(), lr=recipe.lr, weight_decay=recipe.weight_decay)
+    use_amp = bool(recipe.amp) and place.device.type == "cuda"
     scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
 
-    bs = int(recipe["batch_size"])
-    per_rank = len(data) // world if distributed else len(data)
-    steps_per_epoch = int(recipe["steps_per_epoch"] or max(1, math.ceil(per_rank / bs)))
-    epochs = int(recipe["epochs"])
-    total = epochs * steps_per_epoch
-    if recipe["max_steps"]:
-        total = min(total, int(recipe["max_steps"]))
-    warmup = min(int(recipe["warmup_steps"]), total // 10)
+    bs = int(recipe.batch_size)
+    per_rank = len(data) // place.world if place.distributed else len(data)
+    steps_per_epoch = int(recipe.steps_per_epoch or max(1, math.ceil(per_rank / bs)))
+    total = int(recipe.epochs) * steps_per_epoch
+    if recipe.max_steps:
+        total = min(total, int(recipe.max_steps))
+    warmup = min(int(recipe.warmup_steps), total // 10)
 
-    step, epoch, best, best_epoch = 0, 0, -1.0, -1
-    if opts.resume:
-        load_state(model, ck["model"], last)
-        opt.load_state_dict(ck["optimizer"])
-        if use_amp and ck.get("scaler"):
-            scaler.load_state_dict(ck["scaler"])
-        _set_rng_state(ck["rng"])
-        step, epoch, best, best_epoch = ck["step"], ck["epoch"], ck["best"], ck["best_epoch"]
-        log.info("resumed at epoch %d step %d", epoch, step)
+    state = _State()
+    if resume_ck is not None:
+        load_state(model, resume_ck["model"], last)
+        opt.load_state_dict(resume_ck["optimizer"])
+        if use_amp and resume_ck.get("scaler"):
+            scaler.load_state_dict(resume_ck["scaler"])
+        _set_rng_state(resume_ck["rng"])
+        state = _State(resume_ck["step"], resume_ck["epoch"], resume_ck["best"], resume_ck["best_epoch"])
+        log.info("resumed at epoch %d step %d", state.epoch, state.step)
 
     ddp_model = model
-    if distributed:
+    if place.distributed:
         ddp_model = torch.nn.parallel.DistributedDataParallel(
-            model, device_ids=[device.index] if device.type == "cuda" else None)
-
-    metrics_csv = out / "metrics.csv"
+            model, device_ids=[place.device.index] if place.device.type == "cuda" else None)
 
     def save_last():
-        if rank != 0:
+        if place.rank != 0:
             return
         save_checkpoint(last, model, {
             "optimizer": opt.state_dict(), "scaler": scaler.state_dict() if use_amp else {},
-            "rng": _rng_state(), "step": step, "epoch": epoch, "best": best, "best_epoch": best_epoch,
-            "recipe": {k: v for k, v in recipe.items() if v is not None},
+            "rng": _rng_state(), "step": state.step, "epoch": state.epoch, "best": state.best,
+            "best_epoch": state.best_epoch, "recipe": recipe.to_dict(),
         })
 
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-    progress = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-                        TextColumn("{task.fields[info]}"), TimeRemainingColumn(), disable=rank != 0,
-                        transient=False)
+    def train_step(items) -> torch.Tensor:
+        x = torch.from_numpy(np.stack([a for a, _ in items])).permute(0, 3, 1, 2).to(place.device)
+        y = torch.from_numpy(np.stack([b for _, b in items]))[:, None].to(place.device)
+        for g in opt.param_groups:
+            g["lr"] = lr_at(state.step, total, recipe.lr, recipe.min_lr, warmup)
+        with torch.autocast(place.device.type, dtype=torch.float16 if use_amp else None, enabled=use_amp):
+            logits = ddp_model(model.normalize(x))
+        loss = bce_dice_loss(logits, y, recipe.bce_weight, recipe.dice_weight)
+        opt.zero_grad(set_to_none=True)
+        scaler.scale(loss).backward()
+        scaler.unscale_(opt)  # clip the true gradients, not the scaled ones
+        torch.nn.utils.clip_grad_norm_(model.parameters(), recipe.grad_clip)
+        scaler.step(opt)
+        scaler.update()
+        return loss
+
+    def validate(loss: torch.Tensor) -> None:
+        m = {k: float(v) for k, v in evaluate(model, val_pairs, place.device, recipe).items()}
+        key = recipe.select
+        if key not in m:
+            raise InputError(f"--select {key}: not a validation metric ({', '.join(m)})")
+        row = {"epoch": state.epoch, "step": state.step, "loss": round(loss.item(), 6),
+               "lr": opt.param_groups[0]["lr"], "time_s": round(time.time() - t0, 1),
+               **{k: round(v, 6) for k, v in m.items()}}
+        _append_metrics(out / "metrics.csv", row)
+        if m[key] > state.best:
+            state.best, state.best_epoch = m[key], state.epoch
+            save_checkpoint(out / "best.pt", model, {"epoch": state.epoch, "step": state.step, "val_metrics": m,
+                                                     "select": key})
+        reporter.message(f"epoch {state.epoch}: " + " ".join(f"{k} {v:.4f}" for k, v in m.items()))
+
     t0 = time.time()
-    with progress:
-        task = progress.add_task("train", total=total, completed=step, info="")
-        while step < total and epoch < epochs:
-            order = np.random.default_rng([seed, epoch]).permutation(len(data))
-            if distributed:
-                order = order[rank::world][:per_rank]
-            start = step - epoch * steps_per_epoch
-            for s in range(start, steps_per_epoch):
-                if step >= total:
-                    break
-                draws = [s * bs + j for j in range(bs)]
-                items = [data.get(int(order[d % len(order)]), epoch, d) for d in draws]
-                x = torch.from_numpy(np.stack([a for a, _ in items])).permute(0, 3, 1, 2).to(device)
-                y = torch.from_numpy(np.stack([b for _, b in items]))[:, None].to(device)
-                for g in opt.param_groups:
-                    g["lr"] = lr_at(step, total, recipe["lr"], recipe["min_lr"], warmup)
-                with torch.autocast(device.type, dtype=amp_dtype, enabled=use_amp):
-                    logits = ddp_model(model.normalize(x))
-                loss = bce_dice_loss(logits, y, recipe["bce_weight"], recipe["dice_weight"])
-                opt.zero_grad(set_to_none=True)
-                scaler.scale(loss).backward()
-                scaler.unscale_(opt)  # clip the true gradients, not the scaled ones
-                torch.nn.utils.clip_grad_norm_(model.parameters(), recipe["grad_clip"])
-                scaler.step(opt)
-                scaler.update()
-                step += 1
-                progress.update(task, advance=1, info=f"epoch {epoch} loss {loss.item():.4f}")
-                if rank == 0 and step % 10 == 0:
-                    log.info("step %d loss %.4f lr %.2e", step, loss.item(), opt.param_groups[0]["lr"])
-                if recipe["ckpt_every"] and step % int(recipe["ckpt_every"]) == 0 and step < total:
-                    save_last()
-            if step >= (epoch + 1) * steps_per_epoch or step >= total:
-                if rank == 0:
-                    m = {k: float(v) for k, v in evaluate(model, val_pairs, device, recipe).items()}
-                    key = recipe["select"]
-                    if key not in m:
-                        raise UserError(f"--select {key}: not a validation metric ({', '.join(m)})")
-                    row = {"epoch": epoch, "step": step, "loss": round(loss.item(), 6),
-                           "lr": opt.param_groups[0]["lr"], "time_s": round(time.time() - t0, 1),
-                           **{k: round(v, 6) for k, v in m.items()}}
-                    new = not metrics_csv.exists()
-                    with open(metrics_csv, "a", newline="") as f:
-                        w = csv.DictWriter(f, fieldnames=list(row))
-                        if new:
-                            w.writeheader()
-                        w.writerow(row)
-                    if m[key] > best:
-                        best, best_epoch = m[key], epoch
-                        save_checkpoint(out / "best.pt", model, {"epoch": epoch, "step": step,
-                                                                 "val_metrics": m, "select": key})
-                    progress.console.print(f"epoch {epoch}: " + " ".join(f"{k} {v:.4f}" for k, v in m.items()))
-                epoch += 1
+    reporter.start("train", total, state.step)
+    while state.step < total and state.epoch < recipe.epochs:
+        order = np.random.default_rng([recipe.seed, state.epoch]).permutation(len(data))
+        if place.distributed:
+            order = order[place.rank::place.world][:per_rank]
+        for s in range(state.step - state.epoch * steps_per_epoch, steps_per_epoch):
+            if state.step >= total:
+                break
+            draws = [s * bs + j for j in range(bs)]
+            loss = train_step([data.get(int(order[d % len(order)]), state.epoch, d) for d in draws])
+            state.step += 1
+            reporter.advance("train", 1, f"epoch {state.epoch} loss {loss.item():.4f}")
+            if place.rank == 0 and state.step % 10 == 0:
+                log.info("step %d loss %.4f lr %.2e", state.step, loss.item(), opt.param_groups[0]["lr"])
+            if recipe.ckpt_every and state.step % int(recipe.ckpt_every) == 0 and state.step < total:
                 save_last()
-    if distributed:
+        if state.step >= (state.epoch + 1) * steps_per_epoch or state.step >= total:
+            if place.rank == 0:
+                validate(loss)
+            state.epoch += 1
+            save_last()
+    reporter.close()
+    if place.distributed:
         import torch.distributed as dist
         dist.barrier()
         dist.destroy_process_group()
-    if rank == 0:
-        with atomic_open(out / "summary.yaml") as f:
-            yaml.safe_dump({"best_epoch": best_epoch, f"best_{recipe['select']}": float(best), "steps": step,
-                            "train_time_s": round(time.time() - t0, 1), "device": str(device),
-                            "train": [p.stem for p in train_pairs], "val": [p.stem for p in val_pairs]}, f)
+    if place.rank == 0:
+        _write_summary(out, recipe, state, time.time() - t0, place.device, train_pairs, val_pairs)
     return out / "best.pt"
+
+
+def _append_metrics(path: Path, row: dict) -> None:
+    new = not path.exists()
+    with open(path, "a", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(row))
+        if new:
+            w.writeheader()
+        w.writerow(row)
+
+
+def _write_summary(out: Path, recipe: Recipe, state: _State, seconds: float, device, train_pairs, val_pairs):
+    with atomic_open(out / "summary.yaml") as f:
+        yaml.safe_dump({"best_epoch": state.best_epoch, f"best_{recipe.select}": float(state.best),
+                        "steps": state.step, "train_time_s": round(seconds, 1), "device": str(device),
+                        "train": [p.stem for p in train_pairs], "val": [p.stem for p in val_pairs]}, f)

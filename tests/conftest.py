@@ -30,7 +30,7 @@ def cli(capsys):
 @pytest.fixture(scope="session")
 def tiny_cfg():
     """A very small Anchor-SAM for fast CPU tests (same modules, reduced widths and depths)."""
-    from roadmap_cli.nn import load_variant
+    from roadmap_cli.weights import load_variant
     return load_variant("roadmap-compact").replace(
         name="tiny-test", embed_dim=16, stages=(1, 1, 2, 1), global_att_blocks=(3,), d_model=32, grr_dim=32,
         decoder_channels=(32, 32, 16, 16), tile=128)
@@ -39,7 +39,7 @@ def tiny_cfg():
 @pytest.fixture(scope="session")
 def tiny_ckpt(tmp_path_factory, tiny_cfg):
     from roadmap_cli.nn import build_model
-    from roadmap_cli.nn.checkpoint import save_checkpoint
+    from roadmap_cli.weights import save_checkpoint
     torch.manual_seed(0)
     m = build_model(tiny_cfg)
     path = tmp_path_factory.mktemp("ck") / "tiny.pt"

@@ -9,7 +9,7 @@ from rasterio.transform import from_origin
 from scipy import ndimage
 from skimage.draw import line as draw_line
 
-from roadmap_cli.infer import blend_weights_1d, model_tile, reflect_pad, tile_starts
+from roadmap_cli.tiling import blend_weights_1d, model_tile, reflect_pad, tile_starts
 
 
 def make_scene(path, size=300, crs="EPSG:32611", res=1.0, nodata_box=None, dtype="uint8", bands=3,
@@ -104,11 +104,10 @@ def test_extract_end_to_end(cli, tmp_path, tiny_ckpt):
 
 def test_constant_predictor_gives_constant_mosaic(tmp_path, tiny_cfg, monkeypatch):
     from roadmap_cli import extract as ex
-    from roadmap_cli.nn import checkpoint
     scene = make_scene(tmp_path / "s.tif", size=333)
-    monkeypatch.setattr(checkpoint, "load_model", lambda *a, **k: ConstModel(tiny_cfg, 0.3))
+    monkeypatch.setattr(ex, "load_model", lambda *a, **k: ConstModel(tiny_cfg, 0.3))
     ex.run_extract(ex.ExtractOptions(scene=scene, output=tmp_path / "r.gpkg", tile=128, overlap=48,
-                                     prob_out=tmp_path / "p.tif", quiet=True))
+                                     prob_out=tmp_path / "p.tif"))
     with rasterio.open(tmp_path / "p.tif") as ds:
         p = ds.read(1)
     assert p.shape == (333, 333)
@@ -117,11 +116,10 @@ def test_constant_predictor_gives_constant_mosaic(tmp_path, tiny_cfg, monkeypatc
 
 def test_nodata_is_honoured(tmp_path, tiny_cfg, monkeypatch):
     from roadmap_cli import extract as ex
-    from roadmap_cli.nn import checkpoint
     scene = make_scene(tmp_path / "s.tif", nodata_box=(0, 300, 200, 300))
-    monkeypatch.setattr(checkpoint, "load_model", lambda *a, **k: ConstModel(tiny_cfg, 0.9))
+    monkeypatch.setattr(ex, "load_model", lambda *a, **k: ConstModel(tiny_cfg, 0.9))
     ex.run_extract(ex.ExtractOptions(scene=scene, output=tmp_path / "r.gpkg", tile=128, overlap=32,
-                                     prob_out=tmp_path / "p.tif", mask_out=tmp_path / "m.tif", quiet=True,
+                                     prob_out=tmp_path / "p.tif", mask_out=tmp_path / "m.tif",
                                      min_component_m=0))
     with rasterio.open(tmp_path / "p.tif") as ds:
         p = ds.read(1, masked=True)
@@ -134,7 +132,6 @@ def test_nodata_is_honoured(tmp_path, tiny_cfg, monkeypatch):
 def test_geographic_crs_round_trip_and_metric_length(tmp_path, tiny_cfg, monkeypatch):
     """Roads across a EPSG:4326 scene: coordinates stay in the scene, lengths are metric."""
     from roadmap_cli import extract as ex
-    from roadmap_cli.nn import checkpoint
     res = 9e-6  # ~1 m at this latitude
     scene = make_scene(tmp_path / "g.tif", crs="EPSG:4326", res=res, origin=(-115.17, 36.24))
 
@@ -142,9 +139,8 @@ def test_geographic_crs_round_trip_and_metric_length(tmp_path, tiny_cfg, monkeyp
         def forward(self, x):  # road where the image is bright
             return (x[:, :1] > 150).float() * 20 - 10 + 0 * self.w
 
-    monkeypatch.setattr(checkpoint, "load_model", lambda *a, **k: Stripe(tiny_cfg))
-    ex.run_extract(ex.ExtractOptions(scene=scene, output=tmp_path / "r.geojson", tile=128, overlap=32,
-                                     quiet=True, gsd=1.0))
+    monkeypatch.setattr(ex, "load_model", lambda *a, **k: Stripe(tiny_cfg))
+    ex.run_extract(ex.ExtractOptions(scene=scene, output=tmp_path / "r.geojson", tile=128, overlap=32, gsd=1.0))
     import geopandas as gpd
     edges = gpd.read_file(tmp_path / "r.geojson")
     assert edges.crs.to_epsg() == 4326
@@ -161,7 +157,7 @@ def test_geographic_crs_round_trip_and_metric_length(tmp_path, tiny_cfg, monkeyp
 def test_resume_after_interruption_equals_uninterrupted(tmp_path, tiny_ckpt, monkeypatch):
     from roadmap_cli import extract as ex
     scene = make_scene(tmp_path / "s.tif", size=400)
-    kw = dict(model=str(tiny_ckpt), tile=128, overlap=32, quiet=True, batch_size=1)
+    kw = dict(model=str(tiny_ckpt), tile=128, overlap=32, batch_size=1)
     ex.run_extract(ex.ExtractOptions(scene=scene, output=tmp_path / "a.gpkg", prob_out=tmp_path / "a.tif", **kw))
     real_save = np.save
     calls = {"n": 0}
@@ -181,7 +177,7 @@ def test_resume_after_interruption_equals_uninterrupted(tmp_path, tiny_ckpt, mon
     monkeypatch.setattr(ex.np, "save", real_save)
     r = ex.run_extract(ex.ExtractOptions(scene=scene, output=tmp_path / "b.gpkg", prob_out=tmp_path / "b.tif",
                                          resume=True, **kw))
-    assert r["tiles"] == 16
+    assert r.tiles == 16
     with rasterio.open(tmp_path / "a.tif") as a, rasterio.open(tmp_path / "b.tif") as b:
         assert np.array_equal(a.read(), b.read())
     import geopandas as gpd
@@ -279,18 +275,17 @@ def test_pixel_coords_allowed_with_flag(cli, tmp_path, tiny_ckpt):
 
 def test_to_crs_and_graphml_export(tmp_path, tiny_cfg, monkeypatch):
     from roadmap_cli import extract as ex
-    from roadmap_cli.nn import checkpoint
 
     class Bright(ConstModel):
         def forward(self, x):
             return (x[:, :1] > 150).float() * 20 - 10 + 0 * self.w
 
-    monkeypatch.setattr(checkpoint, "load_model", lambda *a, **k: Bright(tiny_cfg))
+    monkeypatch.setattr(ex, "load_model", lambda *a, **k: Bright(tiny_cfg))
     scene = make_scene(tmp_path / "s.tif")
-    ex.run_extract(ex.ExtractOptions(scene=scene, output=tmp_path / "a.gpkg", tile=128, quiet=True))
-    ex.run_extract(ex.ExtractOptions(scene=scene, output=tmp_path / "b.gpkg", tile=128, quiet=True,
+    ex.run_extract(ex.ExtractOptions(scene=scene, output=tmp_path / "a.gpkg", tile=128))
+    ex.run_extract(ex.ExtractOptions(scene=scene, output=tmp_path / "b.gpkg", tile=128,
                                      to_crs="EPSG:4326"))
-    ex.run_extract(ex.ExtractOptions(scene=scene, output=tmp_path / "c.graphml", tile=128, quiet=True))
+    ex.run_extract(ex.ExtractOptions(scene=scene, output=tmp_path / "c.graphml", tile=128))
     import geopandas as gpd
     import networkx as nx
     a = gpd.read_file(tmp_path / "a.gpkg", layer="edges")

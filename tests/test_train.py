@@ -10,9 +10,10 @@ import torch
 import yaml
 from PIL import Image
 
-from roadmap_cli.datasets import (RoadDataset, build_pairs, deepglobe_split, massachusetts_pairs, patch_origins,
-                                  read_label)
+from roadmap_cli.data.dataset import RoadDataset, patch_origins
+from roadmap_cli.data.sources import build_pairs, deepglobe_split, massachusetts_pairs
 from roadmap_cli.errors import UserError
+from roadmap_cli.io.images import read_label
 from roadmap_cli.train import TrainOptions, bce_dice_loss, lr_at, run_train
 
 
@@ -51,7 +52,7 @@ def test_cosine_schedule_with_warmup():
 def test_loss_decreases_on_a_fixed_real_batch(shared, tiny_cfg):
     d = shared / "massachusetts-roads-cskanani"
     img = np.asarray(Image.open(d / "images" / "2.jpg").convert("RGB"))[:128, :128].astype(np.float32)
-    lab = read_label(d / "labels" / "2.jpg")[:128, :128].astype(np.float32)
+    lab = read_label(d / "labels" / "2.jpg")[0][:128, :128].astype(np.float32)
     from roadmap_cli.nn import build_model
     torch.manual_seed(0)
     m = build_model(tiny_cfg).train()

@@ -1,5 +1,5 @@
-"""The Anchor-SAM network in pure PyTorch."""
-from .config import ModelConfig, load_variant, variant_names
+"""The Anchor-SAM network in pure PyTorch.  A leaf: imports nothing from the rest of the package."""
+from .config import ModelConfig
 from .model import AnchorSAM, build_model, count_parameters
 
-__all__ = ["AnchorSAM", "ModelConfig", "build_model", "count_parameters", "load_variant", "variant_names"]
+__all__ = ["AnchorSAM", "ModelConfig", "build_model", "count_parameters"]

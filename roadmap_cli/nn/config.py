@@ -1,16 +1,9 @@
-"""Model configuration: one dataclass, variants stored as YAML under ``models/``."""
+"""Model configuration: one dataclass (variants are stored as YAML in ``roadmap_cli/models``, read by
+``roadmap_cli.weights``).  Invalid configurations raise ``ValueError``; ``nn`` imports nothing from the package."""
 from __future__ import annotations
 
 import dataclasses
-import os
-from dataclasses import dataclass, field
-from pathlib import Path
-
-import yaml
-
-from ..errors import UserError
-
-MODELS_DIR = Path(os.environ.get("ROADMAP_MODELS_DIR", Path(__file__).resolve().parents[2] / "models"))
+from dataclasses import dataclass
 
 
 @dataclass
@@ -67,46 +60,33 @@ class ModelConfig:
         pool_blocks = [sum(self.stages[:i]) for i in range(1, len(self.stages))]
         bad = [b for b in (self.global_att_blocks or ()) if b in pool_blocks]
         if bad:
-            raise UserError(f"model config: global_att_blocks {bad} are stage-transition (q-pool) blocks, "
+            raise ValueError(f"model config: global_att_blocks {bad} are stage-transition (q-pool) blocks, "
                             "which need a window")
         if self.normalization not in ("anchor", "imagenet"):
-            raise UserError(f"model config: normalization must be 'anchor' or 'imagenet', got {self.normalization!r}")
+            raise ValueError(f"model config: normalization must be 'anchor' or 'imagenet', got {self.normalization!r}")
 
     @property
     def stage_channels(self) -> tuple:
+        """Hiera channels per stage."""
         return tuple(self.embed_dim * 2 ** i for i in range(4))
 
     def to_dict(self) -> dict:
+        """Plain dict (tuples as lists), as stored in checkpoints and YAML."""
         d = dataclasses.asdict(self)
         return {k: list(v) if isinstance(v, tuple) else v for k, v in d.items()}
 
     @classmethod
     def from_dict(cls, d: dict) -> "ModelConfig":
+        """Inverse of :meth:`to_dict`; unknown keys raise ``ValueError``."""
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = set(d) - known
         if unknown:
-            raise UserError(f"model config: unknown keys {sorted(unknown)}")
+            raise ValueError(f"model config: unknown keys {sorted(unknown)}")
         return cls(**d)
 
     def replace(self, **kw) -> "ModelConfig":
+        """A copy with some fields changed."""
         return dataclasses.replace(self, **kw)
 
 
-def variant_names() -> list[str]:
-    return sorted(p.stem for p in MODELS_DIR.glob("*.yaml") if p.stem != "registry")
-
-
-def load_variant(name: str) -> ModelConfig:
-    """Load a variant by name (``anchor-sam-t``, ``t``, ``roadmap-compact``...) or from a YAML path."""
-    path = Path(name)
-    if not (path.suffix in (".yaml", ".yml") and path.is_file()):
-        alias = {"t": "anchor-sam-t", "s": "anchor-sam-s", "b": "anchor-sam-b", "l": "anchor-sam-l"}
-        path = MODELS_DIR / f"{alias.get(name.lower(), name)}.yaml"
-    if not path.is_file():
-        raise UserError(f"unknown model variant {name!r}; known: {', '.join(variant_names())}")
-    with open(path) as f:
-        data = yaml.safe_load(f) or {}
-    return ModelConfig.from_dict(data)
-
-
-__all__ = ["ModelConfig", "load_variant", "variant_names", "MODELS_DIR", "field"]
+__all__ = ["ModelConfig"]

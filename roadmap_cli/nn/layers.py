@@ -19,11 +19,6 @@ class ToChannelsLast(nn.Module):
         return x.permute(0, 2, 3, 1)
 
 
-class ToChannelsFirst(nn.Module):
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x.permute(0, 3, 1, 2)
-
-
 def _ln_channels_last(channels: int) -> nn.Sequential:
     """channels-first in, channels-last LayerNorm (eps 1e-6) out; index 1 holds the LN weights."""
     return nn.Sequential(ToChannelsLast(), nn.LayerNorm(channels, eps=1e-6))
@@ -152,6 +147,7 @@ class DMB(nn.Sequential):
 
 
 def group_norm(channels: int, groups: int = 16) -> nn.GroupNorm:
+    """GroupNorm with the largest power-of-two group count up to ``groups`` that divides ``channels``."""
     while groups > 1 and channels % groups:
         groups //= 2
     return nn.GroupNorm(groups, channels)

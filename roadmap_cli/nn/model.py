@@ -5,7 +5,7 @@ import torch
 import torch.nn as nn
 
 from .config import ModelConfig
-from .layers import DCNv3CF, DMB, DSCN, DySample, SwinBlock, group_norm
+from .layers import DMB, DSCN, DCNv3CF, DySample, SwinBlock, group_norm
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -282,6 +282,7 @@ class AnchorSAM(nn.Module):
 
 
 def count_parameters(module: nn.Module) -> int:
+    """Number of parameters (all, trainable or not)."""
     return sum(p.numel() for p in module.parameters())
 
 

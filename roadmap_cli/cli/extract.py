@@ -1,0 +1,82 @@
+"""``roadmap extract``."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from . import options
+from .render import RichReporter, print_table
+from .state import STATE
+
+
+def extract(
+    ctx: typer.Context,
+    scene: Path = typer.Argument(..., help="GeoTIFF / COG to process."),
+    output: Path = typer.Option(..., "-o", "--output", help="Road graph: .gpkg, .geojson or .graphml."),
+    model: str = typer.Option(None, "--model", help="Variant name or checkpoint file (default: bundled model)."),
+    weights: Optional[Path] = typer.Option(None, "--weights", help="Checkpoint to load into --model."),
+    bands: Optional[str] = options.BANDS,
+    tile: Optional[int] = typer.Option(None, "--tile", help="Tile side in model pixels (multiple of 32)."),
+    overlap: Optional[int] = typer.Option(None, "--overlap",
+                                          help="Tile overlap in model pixels (default: a quarter of the tile, "
+                                               "256 at 1024)."),
+    batch_size: int = typer.Option(2, "--batch-size", min=1),
+    device: str = options.DEVICE,
+    precision: str = typer.Option("auto", "--precision", help="auto, fp32, bf16 or fp16 (fp16 CUDA only)."),
+    tta: bool = typer.Option(False, "--tta", help="Flip test-time augmentation (4x slower)."),
+    gsd: Optional[float] = options.GSD_MODEL,
+    threshold: Optional[float] = typer.Option(None, "--threshold", help="Road probability threshold."),
+    prob_out: Optional[Path] = typer.Option(None, "--prob-out", help="Write the probability raster (COG)."),
+    mask_out: Optional[Path] = typer.Option(None, "--mask-out", help="Write the binary road mask (COG)."),
+    preview: Optional[Path] = typer.Option(None, "--preview", help="PNG quicklook of roads over the image."),
+    to_crs: Optional[str] = typer.Option(None, "--to-crs", help="Output CRS (default: the scene's)."),
+    min_spur_m: float = typer.Option(10.0, "--min-spur-m"),
+    min_component_m: float = typer.Option(20.0, "--min-component-m"),
+    simplify_m: float = typer.Option(1.0, "--simplify-m"),
+    bridge_m: float = typer.Option(15.0, "--bridge-m", help="Max gap bridged between dead ends (0 = off)."),
+    allow_pixel_coords: bool = typer.Option(False, "--allow-pixel-coords",
+                                            help="Accept rasters without georeferencing."),
+    overwrite: bool = options.OVERWRITE,
+    resume: bool = typer.Option(False, "--resume", help="Continue an interrupted run."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Print the tile plan and a memory estimate."),
+):
+    """Extract the road graph of a scene."""
+    from ..extract import ExtractOptions, plan_extract, run_extract
+
+    opts = ExtractOptions(**{k: v for k, v in ctx.params.items() if k != "dry_run"})
+    if dry_run:
+        print_plan(plan_extract(opts))
+        return
+    with RichReporter(disable=STATE.quiet) as reporter:
+        result = run_extract(opts, reporter)
+    if not STATE.quiet:
+        print_summary(result)
+
+
+def print_plan(p) -> None:
+    """The ``--dry-run`` plan."""
+    lay, grid = p.layout, p.grid
+    lines = [
+        f"tile plan for {p.scene}",
+        f"  scene:           {p.width} x {p.height} px, {p.count} band(s), {p.dtype}, CRS {p.crs}",
+        f"  working grid:    {grid.width} x {grid.height} px at {grid.gsd:.3f} m/px (resampled x{1 / grid.scale:.3f})",
+        f"  tiles:           {p.tiles} = {len(lay.ys)} rows x {len(lay.xs)} cols of {lay.th} x {lay.tw}, "
+        f"overlap {lay.overlap}",
+        f"  model:           {p.model}, {p.params / 1e6:.2f} M params, device {p.device}, {p.precision}",
+        f"  memory estimate: ~{p.memory_gb:.1f} GB peak (batch {p.batch_size}), independent of the scene size",
+        f"  scratch disk:    ~{p.scratch_gb:.2f} GB in {p.work}/",
+    ]
+    print("\n".join(lines))
+
+
+def print_summary(r) -> None:
+    """The table after a run."""
+    print_table(f"roads of {Path(r.scene).name}", [
+        ("output", str(r.output)),
+        ("road length", f"{r.km:.2f} km"),
+        ("nodes / edges", f"{r.nodes} / {r.edges}"),
+        ("tiles", f"{r.tiles} on a {r.grid[1]} x {r.grid[0]} grid at {r.gsd:.2f} m/px"),
+        ("time", ", ".join(f"{k} {v:.1f} s" for k, v in r.times.items())),
+    ])

@@ -1,0 +1,61 @@
+"""``roadmap score``."""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+
+def score(
+    pred: Path = typer.Argument(..., help="Prediction file or folder (masks or road vectors)."),
+    gt: Path = typer.Argument(..., help="Ground-truth file or folder."),
+    threshold: Optional[float] = typer.Option(None, "--threshold", help="For probability masks."),
+    slack: int = typer.Option(0, "--slack", help="Relaxed P/R/F1 tolerance in pixels (0 = off)."),
+    apls: bool = typer.Option(True, "--apls/--no-apls"),
+    node_spacing_m: float = typer.Option(50.0, "--node-spacing-m"),
+    snap_m: float = typer.Option(4.0, "--snap-m"),
+    gsd: Optional[float] = typer.Option(None, "--gsd", help="m/px for pixel-space inputs."),
+    convention: str = typer.Option("spacenet", "--convention", help="spacenet or sat2graph."),
+    json_out: Optional[Path] = typer.Option(None, "--json"),
+    csv_out: Optional[Path] = typer.Option(None, "--csv"),
+):
+    """Pixel metrics and APLS of predictions against ground truth."""
+    from ..score import run_score
+
+    print_scores(run_score(pred, gt, threshold=threshold, slack=slack, apls=apls, node_spacing_m=node_spacing_m,
+                           snap_m=snap_m, gsd=gsd, convention=convention, json_out=json_out, csv_out=csv_out))
+
+
+def _fmt(v) -> str:
+    if isinstance(v, float):
+        return "nan" if math.isnan(v) else f"{v:.4f}"
+    return str(v)
+
+
+def print_scores(result: dict) -> None:
+    """The per-file table with its ALL row, per-image means and unmatched names."""
+    from rich.console import Console
+    from rich.table import Table
+
+    rows = result["per_image"]
+    cols = [c for c in ("precision", "recall", "f1", "iou", "relaxed_f1", "apls", "gt_to_prop", "prop_to_gt",
+                        "gt_km", "pred_km") if any(c in r for r in rows)]
+    t = Table(title="roadmap score")
+    t.add_column("name")
+    for c in cols:
+        t.add_column(c, justify="right")
+    for r in rows:
+        t.add_row(r["name"], *[_fmt(r.get(c, "")) for c in cols])
+    agg = result["aggregate"]
+    t.add_row("[bold]ALL[/bold]", *[_fmt(agg.get(c, "")) for c in cols])
+    con = Console()
+    con.print(t)
+    extra = {k: v for k, v in agg.items() if k.startswith("mean_")}
+    if extra:
+        con.print("per-image means: " + ", ".join(f"{k[5:]} {v:.4f}" for k, v in extra.items()))
+    for side in ("pred", "gt"):
+        names = result[f"unmatched_{side}"]
+        if names:
+            con.print(f"[yellow]{len(names)} {side} file(s) without a partner:[/yellow] {', '.join(names[:10])}")

@@ -1,0 +1,51 @@
+"""``roadmap train``."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from . import options
+from .render import RichReporter
+from .state import STATE
+
+# flags that override a recipe field of the same name (``select`` comes from ``--select``)
+_RECIPE_FLAGS = ("epochs", "lr", "batch_size", "crop", "steps_per_epoch", "select", "amp", "seed", "max_steps",
+                 "color_aug", "scale_aug")
+
+
+def train(
+    ctx: typer.Context,
+    dataset: str = typer.Option(..., "--dataset", help="massachusetts, deepglobe or folder."),
+    root: Optional[Path] = typer.Option(None, "--root", help="Dataset folder."),
+    out: Path = typer.Option(Path("runs/train"), "--out", help="Checkpoints and logs."),
+    model: str = typer.Option("anchor-sam-t", "--model", help="Variant name or YAML."),
+    config: Optional[Path] = typer.Option(None, "--config", help="YAML with recipe overrides."),
+    sam2_checkpoint: Optional[Path] = typer.Option(None, "--sam2-checkpoint"),
+    init: Optional[Path] = typer.Option(None, "--init", help="Fine-tune from a roadmap checkpoint (its config)."),
+    color_aug: Optional[str] = typer.Option(None, "--color-aug", help="basic (paper) or strong."),
+    scale_aug: Optional[str] = typer.Option(None, "--scale-aug",
+                                            help="MIN,MAX random zoom per crop, e.g. 1,2.5 (default: off)."),
+    epochs: Optional[int] = typer.Option(None, "--epochs"),
+    lr: Optional[float] = typer.Option(None, "--lr"),
+    batch_size: Optional[int] = typer.Option(None, "--batch-size"),
+    crop: Optional[int] = typer.Option(None, "--crop", help="Training crop side (default 1024)."),
+    steps_per_epoch: Optional[int] = typer.Option(None, "--steps-per-epoch"),
+    val_names: Optional[str] = typer.Option(None, "--val", help="Comma list of stems held out for validation."),
+    select: Optional[str] = typer.Option(None, "--select", help="f1, iou or apls (validation)."),
+    device: str = options.DEVICE,
+    amp: Optional[bool] = typer.Option(None, "--amp/--no-amp"),
+    seed: Optional[int] = typer.Option(None, "--seed"),
+    resume: bool = typer.Option(False, "--resume"),
+    max_steps: Optional[int] = typer.Option(None, "--max-steps", help="Stop after this many steps in total."),
+):
+    """Train or fine-tune Anchor-SAM (BCE + Dice, AdamW, cosine)."""
+    from ..settings import dist_info
+    from ..train import TrainOptions, run_train
+
+    params = ctx.params
+    overrides = {k: params[k] for k in _RECIPE_FLAGS if params[k] is not None}
+    opts = TrainOptions(**{k: v for k, v in params.items() if k not in _RECIPE_FLAGS}, overrides=overrides)
+    with RichReporter(disable=STATE.quiet or dist_info().rank != 0) as reporter:
+        run_train(opts, reporter)

@@ -1,0 +1,97 @@
+"""The first two stages of ``roadmap extract``: predict every model tile into an on-disk :class:`TileCache` (which
+makes ``--resume`` exact), then blend the cached tiles block by block into probability and mask rasters.  Memory
+is bounded by the tile, not the scene."""
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+
+from ..progress import SILENT, Reporter
+from ..tiling import TileLayout, blend_block, reflect_pad
+from .predict import Predictor
+
+
+class TileCache:
+    """Per-tile float16 predictions in ``folder`` (one ``.npy`` per tile, written atomically), read back through a
+    small in-memory LRU whose size does not depend on the scene."""
+
+    def __init__(self, folder: Path, keep: int = 8):
+        self.folder = Path(folder)
+        self.keep = keep
+        self._mem: dict[tuple[int, int], np.ndarray] = {}
+
+    def path(self, i: int, j: int) -> Path:
+        """The file of tile (i, j)."""
+        return self.folder / f"{i:05d}_{j:05d}.npy"
+
+    def has(self, i: int, j: int) -> bool:
+        """Whether tile (i, j) was predicted (by this run or the interrupted one it resumes)."""
+        return self.path(i, j).exists()
+
+    def put(self, i: int, j: int, prob: np.ndarray) -> None:
+        """Store tile (i, j) as float16; a kill leaves either the whole file or none."""
+        tmp = self.path(i, j).with_suffix(".tmp.npy")
+        np.save(tmp, prob.astype(np.float16))
+        os.replace(tmp, self.path(i, j))
+
+    def get(self, i: int, j: int) -> np.ndarray:
+        """Tile (i, j) as float32 (the oldest of ``keep`` remembered tiles is forgotten first)."""
+        if (i, j) not in self._mem:
+            if len(self._mem) >= self.keep:  # constant, not per column: memory must not grow with the scene
+                self._mem.pop(next(iter(self._mem)))
+            self._mem[(i, j)] = np.load(self.path(i, j)).astype(np.float32)
+        return self._mem[(i, j)]
+
+    def clear(self) -> None:
+        """Forget the in-memory tiles."""
+        self._mem.clear()
+
+
+def predict_tiles(layout: TileLayout, read_tile, predictor: Predictor, cache: TileCache, batch_size: int,
+                  reporter: Reporter = SILENT) -> int:
+    """Predict every tile not yet in ``cache``.  ``read_tile(r0, r1, c0, c1) -> (image (h, w, 3), valid (h, w))``
+    reads one tile window of the working grid; tiles are reflection-padded to the model tile and invalid pixels
+    get probability 0.  Returns the number of tiles predicted now."""
+    plan = layout.tiles
+    todo = [(i, j) for i, j in plan if not cache.has(i, j)]
+    reporter.start("infer", len(plan), len(plan) - len(todo))
+    t0, done = time.time(), 0
+    for b in range(0, len(todo), batch_size):
+        batch = todo[b:b + batch_size]
+        imgs, cuts = [], []
+        for i, j in batch:
+            r0, r1, c0, c1 = layout.window(i, j)
+            img, valid = read_tile(r0, r1, c0, c1)
+            imgs.append(reflect_pad(img, 0, layout.th - (r1 - r0), 0, layout.tw - (c1 - c0)))
+            cuts.append((r1 - r0, c1 - c0, valid))
+        probs = predictor(np.stack(imgs))
+        for (i, j), p, (h, w, valid) in zip(batch, probs, cuts):
+            p = p[:h, :w].copy()
+            p[~valid] = 0
+            cache.put(i, j, p)
+        done += len(batch)
+        reporter.advance("infer", len(batch), f"{done / max(1e-9, time.time() - t0):.2f} tiles/s")
+    return len(todo)
+
+
+def blend_tiles(layout: TileLayout, cache: TileCache, read_valid, threshold: float, prob_out, mask_out,
+                reporter: Reporter = SILENT) -> None:
+    """Blend the cached tiles block by block; write probabilities (-1 = nodata) to ``prob_out`` and the mask
+    (``>= threshold``, 255 = nodata) to ``mask_out`` (both ``write(r0, c0, array)``).  ``read_valid(r0, r1, c0,
+    c1)`` gives the validity of a working-grid window."""
+    blocks = layout.blocks()
+    reporter.start("stitch", len(blocks))
+    for row, col in blocks:
+        (a, b, _), (c, d, _) = row, col
+        p = blend_block(layout, row, col, cache.get)
+        valid = read_valid(a, b, c, d)
+        m = (p >= threshold).astype(np.uint8)
+        p[~valid] = -1.0
+        m[~valid] = 255
+        prob_out.write(a, c, p)
+        mask_out.write(a, c, m)
+        reporter.advance("stitch")
+    cache.clear()
