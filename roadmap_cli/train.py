@@ -32,15 +32,7 @@ from .metrics.apls import apls_from_masks
 from .metrics.pixel import PixelCounts
 from .nn.model import AnchorSAM, build_model
 from .progress import SILENT, Reporter
-from .weights import (
-    config_from_dict,
-    load_sam2_encoder,
-    load_state,
-    load_variant,
-    model_from_checkpoint,
-    read_checkpoint,
-    save_checkpoint,
-)
+from .weights import load_sam2_encoder, load_variant, model_from_checkpoint, save_checkpoint
 
 log = logging.getLogger(__name__)
 
@@ -214,11 +206,10 @@ def _load_data(opts: TrainOptions, recipe: Recipe) -> tuple[RoadDataset, list[Pa
 
 
 def _build_model(opts: TrainOptions, last: Path) -> tuple[AnchorSAM, dict | None]:
-    """The model to train: the run's own last checkpoint (resume, whose state is returned too), a fine-tuning
-    start (``--init``, weights only), or a variant (optionally with SAM2 encoder weights)."""
+    """The model to train: the run's own last checkpoint (resume: its optimiser and counters are returned too), a
+    fine-tuning start (``--init``, weights only), or a variant (optionally with SAM2 encoder weights)."""
     if opts.resume:
-        ck = read_checkpoint(last)  # its weights are loaded after the optimiser exists (:func:`run_train`)
-        return build_model(config_from_dict(ck["model_config"], last)), ck
+        return model_from_checkpoint(last)
     if opts.init:
         model, _ = model_from_checkpoint(opts.init)
     else:
@@ -266,7 +257,6 @@ def run_train(opts: TrainOptions, reporter: Reporter = SILENT) -> Path:
 
     state = _State()
     if resume_ck is not None:
-        load_state(model, resume_ck["model"], last)
         opt.load_state_dict(resume_ck["optimizer"])
         if use_amp and resume_ck.get("scaler"):
             scaler.load_state_dict(resume_ck["scaler"])

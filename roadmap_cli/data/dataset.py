@@ -27,7 +27,7 @@ class RoadDataset:
     every draw differs and the data stream is a pure function of those, which makes ``--resume`` exact."""
 
     def __init__(self, pairs: list[Pair], patch: int = MASS_PATCH, stride: int = MASS_STRIDE,
-                 crop: int | None = None, augment: bool = True, seed: int = 0, cache: bool = True,
+                 crop: int | None = None, augment: bool = True, seed: int = 0,
                  color_aug: str = "basic", scale_aug: tuple[float, float] | None = None):
         if color_aug not in ("basic", "strong"):
             raise InputError(f"color_aug must be 'basic' or 'strong', got {color_aug!r}")
@@ -38,7 +38,6 @@ class RoadDataset:
         check_pairs(pairs)
         self.pairs, self.crop, self.augment, self.seed = pairs, crop, augment, seed
         self._cache: dict[int, tuple[np.ndarray, np.ndarray]] = {}
-        self.use_cache = cache
         self.samples = []
         for i, p in enumerate(pairs):
             w, h = image_size(p.image)
@@ -52,13 +51,11 @@ class RoadDataset:
         return len(self.samples)
 
     def load(self, i: int) -> tuple[np.ndarray, np.ndarray]:
-        """Image (H, W, 3) uint8 and boolean label of pair ``i`` (kept in memory when ``cache``)."""
+        """Image (H, W, 3) uint8 and boolean label of pair ``i`` (kept in memory once read)."""
         if i in self._cache:
             return self._cache[i]
-        item = read_image(self.pairs[i].image), read_label(self.pairs[i].label)[0]
-        if self.use_cache:
-            self._cache[i] = item
-        return item
+        self._cache[i] = read_image(self.pairs[i].image), read_label(self.pairs[i].label)[0]
+        return self._cache[i]
 
     def get(self, idx: int, epoch: int, draw: int = 0) -> tuple[np.ndarray, np.ndarray]:
         """Sample ``idx`` as drawn at position ``draw`` of ``epoch``: (image float32 (S, S, 3), label float32)."""

@@ -56,14 +56,14 @@ class LineGraph:
         return len(self.coords)
 
 
-def graph_from_lines(lines, node_at_intersections: bool = True) -> LineGraph:
-    """LineStrings in metres -> LineGraph.  With ``node_at_intersections`` crossing lines are split and joined
-    (``unary_union``), as SpaceNet ground truth assumes for streets that cross."""
+def graph_from_lines(lines) -> LineGraph:
+    """LineStrings in metres -> LineGraph.  Crossing lines are split and joined (``unary_union``), as SpaceNet
+    ground truth assumes for streets that cross."""
     lines = [ln for ln in lines if ln is not None and not ln.is_empty]
     parts = []
     for ln in lines:
         parts += list(ln.geoms) if hasattr(ln, "geoms") else [ln]
-    if node_at_intersections and parts:
+    if parts:
         merged = unary_union(parts)
         parts = list(merged.geoms) if hasattr(merged, "geoms") else [merged]
     g = LineGraph()

@@ -44,9 +44,6 @@ class PixelCounts:
     tp: int = 0
     fp: int = 0
     fn: int = 0
-    rtp: int = 0
-    rfp: int = 0
-    rfn: int = 0
     per_image: list = field(default_factory=list)
 
     def add(self, pred: np.ndarray, gt: np.ndarray, name: str = "") -> dict:
@@ -62,7 +59,6 @@ class PixelCounts:
         row = {"name": name, **prf(tp, fp, fn)}
         if self.slack:
             rtp, rfp, rfn = relaxed_counts(pred, gt, self.slack)
-            self.rtp, self.rfp, self.rfn = self.rtp + rtp, self.rfp + rfp, self.rfn + rfn
             rel = prf(rtp, rfp, rfn)
             # relaxed recall uses the GT side: found GT pixels / all GT pixels
             n_gt = int(np.count_nonzero(gt))
