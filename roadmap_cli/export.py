@@ -21,27 +21,26 @@ def output_format(path) -> str:
     return fmt
 
 
-def metric_lengths(geoms, crs) -> np.ndarray:
-    """Lengths in metres: in a local UTM CRS when ``crs`` is geographic, else in the CRS's linear unit."""
+def metric_lengths(geoms, crs, metres_per_unit: float | None = None) -> np.ndarray:
+    """Ground lengths in metres: geodesic on the WGS84 ellipsoid for any CRS (so Web Mercator, feet and projection
+    scale factors do not distort them); without a CRS, coordinate length times ``metres_per_unit``."""
     import geopandas as gpd
 
     s = gpd.GeoSeries(list(geoms), crs=crs)
     if len(s) == 0:
         return np.zeros(0)
     if crs is None:
-        return s.length.to_numpy()
-    from pyproj import CRS
+        return s.length.to_numpy() * (1.0 if metres_per_unit is None else metres_per_unit)
+    from pyproj import Geod
 
-    c = CRS.from_user_input(crs)
-    if c.is_geographic:
-        utm = s.estimate_utm_crs()
-        return s.to_crs(utm).length.to_numpy()
-    factor = c.axis_info[0].unit_conversion_factor if c.axis_info else 1.0
-    return s.length.to_numpy() * factor
+    geod = Geod(ellps="WGS84")
+    return np.array([geod.geometry_length(g) for g in s.to_crs("EPSG:4326")])
 
 
-def to_geodataframes(g: nx.MultiGraph, transform, crs, gsd: float, simplify_px: float = 0.0, to_crs=None):
-    """(edges, nodes) GeoDataFrames from a cleaned pixel graph (``line`` in row/col)."""
+def to_geodataframes(g: nx.MultiGraph, transform, crs, gsd: float, simplify_px: float = 0.0, to_crs=None,
+                     metres_per_unit: float | None = None):
+    """(edges, nodes) GeoDataFrames from a cleaned pixel graph (``line`` in row/col); ``gsd`` is ground metres per
+    pixel, ``metres_per_unit`` the ground size of a coordinate unit when there is no CRS."""
     import geopandas as gpd
 
     def xy(rc: np.ndarray) -> np.ndarray:
@@ -64,7 +63,7 @@ def to_geodataframes(g: nx.MultiGraph, transform, crs, gsd: float, simplify_px: 
     edges = gpd.GeoDataFrame(erows, geometry=egeoms, crs=crs) if erows else gpd.GeoDataFrame(
         {"id": [], "u": [], "v": [], "mean_prob": [], "min_prob": [], "width_m": [], "bridged": []},
         geometry=[], crs=crs)
-    edges.insert(3, "length_m", np.round(metric_lengths(edges.geometry, crs), 2))
+    edges.insert(3, "length_m", np.round(metric_lengths(edges.geometry, crs, metres_per_unit), 2))
     nrows, ngeoms = [], []
     for n, d in g.nodes(data=True):
         ngeoms.append(Point(xy(np.asarray(d["o"], float)[None])[0]))

@@ -34,8 +34,8 @@ from .io.raster import (
     ScratchTiff,
     StretchStats,
     gdal_env,
+    ground_scale_variation,
     has_valid_pixels,
-    identity_grid,
     is_georeferenced,
     open_raster,
     parse_bands,
@@ -65,7 +65,8 @@ class ExtractOptions:
     device: str = "auto"
     precision: str = "auto"
     tta: bool = False
-    gsd: float | None = None
+    gsd: float | None = None  # the model's working resolution (m/px); default: the model's own
+    scene_gsd: float | None = None  # the scene's own ground resolution (m/px); default: from its georeferencing
     threshold: float | None = None
     prob_out: Path | None = None
     mask_out: Path | None = None
@@ -120,6 +121,7 @@ class ExtractResult:
     tiles: int
     grid: tuple[int, int]
     gsd: float
+    scene_gsd: tuple[float, float] = (1.0, 1.0)
     times: dict[str, float] = field(default_factory=dict)
 
 
@@ -159,8 +161,9 @@ def _validate(opts: ExtractOptions) -> None:
         raise InputError("--overlap must be >= 0")
     if opts.threshold is not None and not 0 < opts.threshold < 1:
         raise InputError("--threshold must be between 0 and 1")
-    if opts.gsd is not None and opts.gsd <= 0:
-        raise InputError("--gsd must be positive")
+    for flag, value in (("--model-gsd", opts.gsd), ("--scene-gsd", opts.scene_gsd)):
+        if value is not None and not (0 < value < float("inf")):
+            raise InputError(f"{flag} must be a positive number of metres per pixel, got {value}")
 
 
 @contextlib.contextmanager
@@ -179,7 +182,15 @@ def _session(opts: ExtractOptions):
         dtype = resolve_precision(opts.precision, device)
         model = load_model(opts.model, opts.weights, device)
         cfg = model.cfg
-        grid = working_grid(ds, opts.gsd or cfg.gsd) if is_georeferenced(ds) or opts.gsd else identity_grid(ds)
+        grid = working_grid(ds, opts.gsd or cfg.gsd, opts.scene_gsd)
+        if not grid.georeferenced and opts.scene_gsd is None:
+            log.warning("%s has no georeferencing and no --scene-gsd: taken to be at the model's %.2f m/px; "
+                        "lengths and tolerances are only right if it is", opts.scene, grid.gsd)
+        variation = ground_scale_variation(ds)
+        if variation > 0.01:
+            log.warning("the ground size of %s's pixels varies by %.1f %% across the scene (its CRS's scale "
+                        "factor); the model works at the centre's scale, lengths are geodesic", opts.scene,
+                        100 * variation)
         tile = opts.tile or cfg.tile
         layout = TileLayout.plan(grid.height, grid.width, tile, tile // 4 if opts.overlap is None else opts.overlap)
         threshold = opts.threshold if opts.threshold is not None else cfg.threshold
@@ -241,7 +252,7 @@ def run_extract(opts: ExtractOptions, reporter: Reporter = SILENT) -> ExtractRes
     reporter.close()
     return ExtractResult(Path(opts.scene), Path(opts.output), len(edges), len(nodes),
                          float(edges["length_m"].sum() / 1000.0), len(s.layout.tiles), (s.grid.height, s.grid.width),
-                         s.grid.gsd, times)
+                         s.grid.gsd, s.grid.scene_gsd, times)
 
 
 @contextlib.contextmanager
@@ -295,7 +306,8 @@ def _graph_stage(opts, s: _Session, prob_r, mask_r, work: Path, reporter: Report
 def _write_stage(opts, s: _Session, g, stretch, prob_r, mask_r, work: Path, reporter: Reporter):
     reporter.start("write", 1 + bool(opts.prob_out) + bool(opts.mask_out) + bool(opts.preview))
     grid = s.grid
-    edges, nodes = to_geodataframes(g, grid.transform, grid.crs, grid.gsd, opts.simplify_m / grid.gsd, opts.to_crs)
+    edges, nodes = to_geodataframes(g, grid.transform, grid.crs, grid.gsd, opts.simplify_m / grid.gsd, opts.to_crs,
+                                    grid.metres_per_unit)
     write_graph(opts.output, edges, nodes, overwrite=opts.overwrite)
     reporter.advance("write")
     prob_r.close()
@@ -318,7 +330,7 @@ def _run_key(opts: ExtractOptions, s: _Session) -> str:
     h = hashlib.sha256()
     st = os.stat(opts.scene)
     h.update(json.dumps([str(Path(opts.scene).resolve()), st.st_size, int(st.st_mtime), s.grid.height,
-                         s.grid.width, lay.th, lay.tw, lay.overlap, opts.bands, opts.tta, opts.gsd,
+                         s.grid.width, lay.th, lay.tw, lay.overlap, opts.bands, opts.tta, opts.gsd, opts.scene_gsd,
                          s.model.cfg.to_dict(), opts.precision]).encode())
     for f in (opts.model, opts.weights):  # the checkpoint files' identity ...
         if f is not None and Path(f).is_file():

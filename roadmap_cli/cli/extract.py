@@ -26,7 +26,8 @@ def extract(
     device: str = options.DEVICE,
     precision: str = typer.Option("auto", "--precision", help="auto, fp32, bf16 or fp16 (fp16 CUDA only)."),
     tta: bool = typer.Option(False, "--tta", help="Flip test-time augmentation (4x slower)."),
-    gsd: Optional[float] = options.GSD_MODEL,
+    gsd: Optional[float] = options.MODEL_GSD,
+    scene_gsd: Optional[float] = options.SCENE_GSD,
     threshold: Optional[float] = typer.Option(None, "--threshold", help="Road probability threshold."),
     prob_out: Optional[Path] = typer.Option(None, "--prob-out", help="Write the probability raster (COG)."),
     mask_out: Optional[Path] = typer.Option(None, "--mask-out", help="Write the binary road mask (COG)."),
@@ -60,8 +61,10 @@ def print_plan(p) -> None:
     lay, grid = p.layout, p.grid
     lines = [
         f"tile plan for {p.scene}",
-        f"  scene:           {p.width} x {p.height} px, {p.count} band(s), {p.dtype}, CRS {p.crs}",
-        f"  working grid:    {grid.width} x {grid.height} px at {grid.gsd:.3f} m/px (resampled x{1 / grid.scale:.3f})",
+        f"  scene:           {p.width} x {p.height} px, {p.count} band(s), {p.dtype}, CRS {p.crs}, "
+        f"{_ground(grid)}",
+        f"  working grid:    {grid.width} x {grid.height} px at {grid.gsd:.3f} m/px on the ground (the model's "
+        f"resolution; x{1 / grid.scale_x:.3f} x x{1 / grid.scale_y:.3f} of the scene's pixels)",
         f"  tiles:           {p.tiles} = {len(lay.ys)} rows x {len(lay.xs)} cols of {lay.th} x {lay.tw}, "
         f"overlap {lay.overlap}",
         f"  model:           {p.model}, {p.params / 1e6:.2f} M params, device {p.device}, {p.precision}",
@@ -77,6 +80,13 @@ def print_summary(r) -> None:
         ("output", str(r.output)),
         ("road length", f"{r.km:.2f} km"),
         ("nodes / edges", f"{r.nodes} / {r.edges}"),
+        ("resolution", f"scene {r.scene_gsd[0]:.3f} x {r.scene_gsd[1]:.3f} m/px, model {r.gsd:.2f} m/px (ground)"),
         ("tiles", f"{r.tiles} on a {r.grid[1]} x {r.grid[0]} grid at {r.gsd:.2f} m/px"),
         ("time", ", ".join(f"{k} {v:.1f} s" for k, v in r.times.items())),
     ])
+
+
+def _ground(grid) -> str:
+    gx, gy = grid.scene_gsd
+    how = "ground, at the centre" if grid.georeferenced else "ground, as given (no georeferencing)"
+    return f"{gx:.3f} x {gy:.3f} m/px {how}"

@@ -59,23 +59,44 @@ def parse_bands(spec: str | None, count: int) -> list[int]:
     return bands * 3 if len(bands) == 1 else bands
 
 
-def ground_resolution(ds) -> float:
-    """Metres per pixel (mean of x and y) at the scene centre; degrees are converted on the WGS84 ellipsoid."""
-    t = ds.transform
-    rx, ry = math.hypot(t.a, t.d), math.hypot(t.b, t.e)
-    crs = ds.crs
-    if crs is None:
-        return float((rx + ry) / 2)
-    if crs.is_geographic:
-        from pyproj import Geod
+def pixel_ground_size(ds, row: float | None = None, col: float | None = None) -> tuple[float, float] | None:
+    """Ground metres covered by one source pixel along a row (x) and along a column (y), at (row, col) (default:
+    the scene centre): geodesic distances on the WGS84 ellipsoid between the pixel's edges, whatever the CRS
+    (geographic, Web Mercator, feet, any projection and its scale factor).  None without georeferencing."""
+    if not is_georeferenced(ds):
+        return None
+    from pyproj import Geod, Transformer
 
-        geod = Geod(ellps="WGS84")
-        cx, cy = ds.xy(ds.height // 2, ds.width // 2)
-        _, _, dx = geod.inv(cx, cy, cx + rx, cy)
-        _, _, dy = geod.inv(cx, cy, cx, cy + ry)
-        return float((abs(dx) + abs(dy)) / 2)
-    factor = crs.linear_units_factor[1] if crs.linear_units_factor else 1.0
-    return float((rx + ry) / 2 * factor)
+    row = ds.height / 2 if row is None else row
+    col = ds.width / 2 if col is None else col
+    t = ds.transform
+    pts = [t * (col - 0.5, row), t * (col + 0.5, row), t * (col, row - 0.5), t * (col, row + 0.5)]
+    to_ll = Transformer.from_crs(ds.crs, "EPSG:4326", always_xy=True)
+    lon, lat = to_ll.transform([p[0] for p in pts], [p[1] for p in pts])
+    geod = Geod(ellps="WGS84")
+    _, _, dx = geod.inv(lon[0], lat[0], lon[1], lat[1])
+    _, _, dy = geod.inv(lon[2], lat[2], lon[3], lat[3])
+    return float(abs(dx)), float(abs(dy))
+
+
+def ground_resolution(ds) -> float | None:
+    """Mean ground metres per pixel at the scene centre (:func:`pixel_ground_size`); None without
+    georeferencing."""
+    size = pixel_ground_size(ds)
+    return None if size is None else float(sum(size) / 2)
+
+
+def ground_scale_variation(ds) -> float:
+    """Largest relative difference between a corner's and the centre's ground pixel size (0.01 = 1 %): how far
+    one scale for the whole scene is from the truth at its edges (Web Mercator at 60 deg N: 1 % per ~37 km)."""
+    centre = pixel_ground_size(ds)
+    if centre is None:
+        return 0.0
+    worst = 0.0
+    for r, c in ((0.5, 0.5), (0.5, ds.width - 0.5), (ds.height - 0.5, 0.5), (ds.height - 0.5, ds.width - 0.5)):
+        gx, gy = pixel_ground_size(ds, r, c)
+        worst = max(worst, abs(gx / centre[0] - 1), abs(gy / centre[1] - 1))
+    return worst
 
 
 def is_georeferenced(ds) -> bool:
@@ -85,28 +106,54 @@ def is_georeferenced(ds) -> bool:
 
 @dataclass
 class SceneGrid:
-    """The working grid: the scene resampled to the model's ground resolution."""
+    """The working grid: the scene resampled to square pixels of the model's ground resolution."""
 
     height: int
     width: int
-    scale: float  # source pixels per working pixel
+    scale_x: float  # source pixels per working pixel along a row
+    scale_y: float  # source pixels per working pixel along a column
     transform: object
     crs: object
-    gsd: float  # metres per working pixel
+    gsd: float  # ground metres per working pixel
+    scene_gsd: tuple[float, float] = (1.0, 1.0)  # ground metres per source pixel (x, y)
+    georeferenced: bool = True
+
+    @property
+    def resampled(self) -> bool:
+        """Whether working pixels differ from source pixels."""
+        return (self.scale_x, self.scale_y) != (1.0, 1.0)
+
+    @property
+    def metres_per_unit(self) -> float | None:
+        """Ground metres per coordinate unit for a grid without a CRS (its units are source pixels)."""
+        return None if self.georeferenced else float(sum(self.scene_gsd) / 2)
 
 
-def working_grid(ds, model_gsd: float) -> SceneGrid:
-    """The scene resampled to ``model_gsd`` metres per pixel (kept as is within 1 %)."""
-    scene_gsd = ground_resolution(ds)
-    scale = model_gsd / scene_gsd
-    if abs(scale - 1) < 0.01:
-        scale = 1.0
-    h = max(1, int(round(ds.height / scale)))
-    w = max(1, int(round(ds.width / scale)))
+def working_grid(ds, model_gsd: float, scene_gsd: float | None = None) -> SceneGrid:
+    """The scene resampled to square working pixels of ``model_gsd`` ground metres, each axis on its own (so
+    geographic and Web Mercator scenes get square ground pixels); an axis within 1 % of it is kept as is.
+
+    ``scene_gsd`` states the scene's own ground resolution (m/px): required knowledge for a scene without
+    georeferencing (without it the scene is taken to be at ``model_gsd``), an override for a georeferenced one."""
     from rasterio.transform import Affine
 
-    transform = ds.transform @ Affine.scale(ds.width / w, ds.height / h)
-    return SceneGrid(h, w, scale, transform, ds.crs, scene_gsd * scale)
+    if scene_gsd is not None:
+        gx = gy = float(scene_gsd)
+    else:
+        size = pixel_ground_size(ds)
+        gx, gy = size if size is not None else (model_gsd, model_gsd)
+
+    def axis(n: int, ground: float) -> tuple[int, float]:
+        s = model_gsd / ground
+        if abs(s - 1) < 0.01:
+            return n, 1.0
+        m = max(1, int(round(n / s)))
+        return m, n / m
+
+    w, sx = axis(ds.width, gx)
+    h, sy = axis(ds.height, gy)
+    transform = ds.transform @ Affine.scale(sx, sy)
+    return SceneGrid(h, w, sx, sy, transform, ds.crs, (gx * sx + gy * sy) / 2, (gx, gy), is_georeferenced(ds))
 
 
 class StretchStats:
@@ -137,8 +184,8 @@ class StretchStats:
 def _source_window(grid: SceneGrid, r0: int, r1: int, c0: int, c1: int):
     from rasterio.windows import Window
 
-    s = grid.scale
-    return Window(c0 * s, r0 * s, (c1 - c0) * s, (r1 - r0) * s), (r1 - r0, c1 - c0)
+    sx, sy = grid.scale_x, grid.scale_y
+    return Window(c0 * sx, r0 * sy, (c1 - c0) * sx, (r1 - r0) * sy), (r1 - r0, c1 - c0)
 
 
 def _read_error(ds, e) -> InputError:
@@ -157,15 +204,39 @@ def read_valid(ds, grid: SceneGrid, bands: list[int], r0: int, r1: int, c0: int,
         raise _read_error(ds, e) from e
 
 
-def read_window(ds, grid: SceneGrid, bands: list[int], stretch: StretchStats, r0: int, r1: int, c0: int, c1: int):
-    """Read working-grid window [r0, r1) x [c0, c1) (inside the grid) -> (image (h, w, 3) 0..255, valid (h, w))."""
+def _read_resampled(ds, bands: list[int], win, shape: tuple[int, int], grid: SceneGrid) -> np.ndarray:
+    """The working-grid pixels of source window ``win``, from the full-resolution source pixels: read at native
+    resolution (so no overview, e.g. a JPEG's DCT-scaled internal ones, can stand in for them), then resampled in
+    memory with an explicit kernel: area average when downsampling, bilinear when upsampling."""
     from rasterio.enums import Resampling
+    from rasterio.transform import Affine
+    from rasterio.warp import reproject
+    from rasterio.windows import Window
+
+    if not grid.resampled:  # whole source pixels
+        return ds.read(bands, window=Window(round(win.col_off), round(win.row_off), shape[1], shape[0]))
+    c0, r0 = max(0, math.floor(win.col_off)), max(0, math.floor(win.row_off))
+    c1 = min(ds.width, math.ceil(win.col_off + win.width - 1e-9))
+    r1 = min(ds.height, math.ceil(win.row_off + win.height - 1e-9))
+    src = ds.read(bands, window=Window(c0, r0, c1 - c0, r1 - r0))
+    dst = np.zeros((len(bands),) + tuple(shape), src.dtype)
+    kernel = Resampling.average if max(grid.scale_x, grid.scale_y) > 1 else Resampling.bilinear
+    local = "EPSG:3857"  # any CRS, the same on both sides: only the two pixel grids differ
+    reproject(src, dst, src_transform=Affine.translation(c0, r0), src_crs=local,
+              dst_transform=Affine.translation(win.col_off, win.row_off) * Affine.scale(win.width / shape[1],
+                                                                                         win.height / shape[0]),
+              dst_crs=local, resampling=kernel)
+    return dst
+
+
+def read_window(ds, grid: SceneGrid, bands: list[int], stretch: StretchStats, r0: int, r1: int, c0: int, c1: int):
+    """Read working-grid window [r0, r1) x [c0, c1) (inside the grid) -> (image (h, w, 3) 0..255, valid (h, w)).
+    Downsampling averages the full-resolution pixels (area kernel), upsampling is bilinear."""
     from rasterio.errors import RasterioIOError
 
     win, shape = _source_window(grid, r0, r1, c0, c1)
     try:
-        data = ds.read(bands, window=win, out_shape=(len(bands),) + shape,
-                       resampling=Resampling.bilinear if grid.scale != 1 else Resampling.nearest)
+        data = _read_resampled(ds, bands, win, shape, grid)
     except RasterioIOError as e:
         raise _read_error(ds, e) from e
     valid = read_valid(ds, grid, bands, r0, r1, c0, c1)
@@ -209,8 +280,3 @@ class ScratchTiff:
     def close(self):
         """Close the file."""
         self.ds.close()
-
-
-def identity_grid(ds) -> SceneGrid:
-    """The scene's own pixel grid, 1 unit per pixel (rasters without georeferencing)."""
-    return SceneGrid(ds.height, ds.width, 1.0, ds.transform, ds.crs, 1.0)

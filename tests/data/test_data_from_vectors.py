@@ -23,7 +23,7 @@ def test_pairs_are_on_extracts_working_grid_and_labels_follow_the_lines(cli, tmp
     with rasterio.open(SCENE) as ds:
         grid = working_grid(ds, 1.0)
         src = ds.read([1, 2, 3], out_shape=(3, grid.height, grid.width),
-                      resampling=rasterio.enums.Resampling.bilinear).transpose(1, 2, 0)
+                      resampling=rasterio.enums.Resampling.average).transpose(1, 2, 0)
     assert img.shape == (grid.height, grid.width, 3) and lab.shape == (grid.height, grid.width)
     assert np.median(np.abs(img.astype(int) - src.astype(int))) <= 2  # the scene itself (uint8: no stretch)
     assert set(np.unique(lab)) == {0, 255}
@@ -47,20 +47,22 @@ def test_pairs_are_on_extracts_working_grid_and_labels_follow_the_lines(cli, tmp
         pts = gpd.GeoSeries(gpd.points_from_xy(*xy), crs=grid.crs)
         return pts.to_crs(utm).distance(union).to_numpy()
 
-    # 7 m wide labels (3.5 m half-width; working pixels here are 0.89 x 1.11 m)
+    # 7 m wide labels (3.5 m half-width; working pixels are square, 1 m on the ground)
     assert (dist_m(255) < 5.0).mean() > 0.99 and (dist_m(0) > 2.5).mean() > 0.99
     assert [p.stem for p in folder_pairs(tmp_path / "ds")] == ["vegas_img0"]  # ready for train --dataset folder
 
 
 def test_large_scenes_are_cut_into_tiles(cli, tmp_path):
-    code, out, err = cli("datasets", "from-vectors", SCENE, ROADS, "--out", tmp_path / "ds", "--tile", "128",
+    code, out, err = cli("datasets", "from-vectors", SCENE, ROADS, "--out", tmp_path / "ds", "--tile", "150",
                          "--name", "v")
     assert code == 0, err
+    with rasterio.open(SCENE) as ds:
+        grid = working_grid(ds, 1.0)  # 316 x 389: square 1 m ground pixels of a 0.24 x 0.30 m EPSG:4326 scene
     stems = sorted(p.stem for p in (tmp_path / "ds" / "images").glob("*.png"))
     assert stems == sorted(f"v_r{i}_c{j}" for i in range(3) for j in range(3))  # roads reach every tile
     a = np.asarray(Image.open(tmp_path / "ds" / "labels" / "v_r2_c2.png"))
-    assert a.shape == (352 - 256, 352 - 256)  # the last tile is the remainder
-    code, _, err = cli("datasets", "from-vectors", SCENE, ROADS, "--out", tmp_path / "ds", "--tile", "128",
+    assert a.shape == (grid.height - 300, grid.width - 300)  # the last tile is the remainder
+    code, _, err = cli("datasets", "from-vectors", SCENE, ROADS, "--out", tmp_path / "ds", "--tile", "150",
                        "--name", "v")
     assert code == 2 and "exists (use --overwrite)" in err
 
