@@ -37,6 +37,7 @@ from .io.raster import (
     ground_scale_variation,
     has_valid_pixels,
     is_georeferenced,
+    metric_view,
     open_raster,
     parse_bands,
     read_valid,
@@ -137,6 +138,11 @@ class _Session:
     device: object
     dtype: object
     threshold: float
+    scene: object = None  # the scene's own dataset (``ds`` is its warped view when one scale does not fit it)
+
+    @property
+    def scene_crs(self):
+        return self.scene.crs
 
     @property
     def precision(self) -> str:
@@ -169,7 +175,9 @@ def _validate(opts: ExtractOptions) -> None:
 @contextlib.contextmanager
 def _session(opts: ExtractOptions):
     """Open and check the scene, load the model, lay out the tiles."""
-    with gdal_env(), open_raster(opts.scene) as ds:
+    with contextlib.ExitStack() as stack:
+        stack.enter_context(gdal_env())
+        ds = stack.enter_context(open_raster(opts.scene))
         if ds.width == 0 or ds.height == 0 or ds.count == 0:
             raise InputError(f"{opts.scene} is empty ({ds.width}x{ds.height}, {ds.count} bands)")
         if not is_georeferenced(ds) and not opts.allow_pixel_coords:
@@ -182,19 +190,20 @@ def _session(opts: ExtractOptions):
         dtype = resolve_precision(opts.precision, device)
         model = load_model(opts.model, opts.weights, device)
         cfg = model.cfg
+        scene, variation = ds, ground_scale_variation(ds) if opts.scene_gsd is None else 0.0
+        if variation > 0.01:  # one scale factor does not fit the whole scene: work in its local UTM zone
+            ds = stack.enter_context(metric_view(ds))
+            log.warning("the ground size of %s's pixels varies by %.1f %% across the scene (its CRS's scale "
+                        "factor): it is warped block by block to %s; the road graph is written in the scene's "
+                        "CRS, --prob-out/--mask-out in %s", opts.scene, 100 * variation, ds.crs, ds.crs)
         grid = working_grid(ds, opts.gsd or cfg.gsd, opts.scene_gsd)
         if not grid.georeferenced and opts.scene_gsd is None:
             log.warning("%s has no georeferencing and no --scene-gsd: taken to be at the model's %.2f m/px; "
                         "lengths and tolerances are only right if it is", opts.scene, grid.gsd)
-        variation = ground_scale_variation(ds)
-        if variation > 0.01:
-            log.warning("the ground size of %s's pixels varies by %.1f %% across the scene (its CRS's scale "
-                        "factor); the model works at the centre's scale, lengths are geodesic", opts.scene,
-                        100 * variation)
         tile = opts.tile or cfg.tile
         layout = TileLayout.plan(grid.height, grid.width, tile, tile // 4 if opts.overlap is None else opts.overlap)
         threshold = opts.threshold if opts.threshold is not None else cfg.threshold
-        yield _Session(ds, bands, grid, layout, model, device, dtype, threshold)
+        yield _Session(ds, bands, grid, layout, model, device, dtype, threshold, scene)
 
 
 def _work_folder(opts: ExtractOptions) -> Path:
@@ -212,9 +221,9 @@ def _plan(opts: ExtractOptions, s: _Session) -> ExtractPlan:
     per_tile_gb = 1.2 * (lay.th * lay.tw) / 1024 ** 2 * (cfg.decoder_channels[-1] + cfg.d_model) / 320
     memory = params * 4 / 1e9 + opts.batch_size * per_tile_gb + 0.5
     scratch = (n * lay.th * lay.tw * 2 + s.grid.width * s.grid.height * 10) / 1e9
-    return ExtractPlan(Path(opts.scene), s.ds.width, s.ds.height, s.ds.count, s.ds.dtypes[0], s.ds.crs, s.grid, lay,
-                       cfg.name, params, str(s.device), s.precision, opts.batch_size, memory, scratch,
-                       _work_folder(opts))
+    sc = s.scene
+    return ExtractPlan(Path(opts.scene), sc.width, sc.height, sc.count, sc.dtypes[0], sc.crs, s.grid, lay, cfg.name,
+                       params, str(s.device), s.precision, opts.batch_size, memory, scratch, _work_folder(opts))
 
 
 def plan_extract(opts: ExtractOptions) -> ExtractPlan:
@@ -306,7 +315,8 @@ def _graph_stage(opts, s: _Session, prob_r, mask_r, work: Path, reporter: Report
 def _write_stage(opts, s: _Session, g, stretch, prob_r, mask_r, work: Path, reporter: Reporter):
     reporter.start("write", 1 + bool(opts.prob_out) + bool(opts.mask_out) + bool(opts.preview))
     grid = s.grid
-    edges, nodes = to_geodataframes(g, grid.transform, grid.crs, grid.gsd, opts.simplify_m / grid.gsd, opts.to_crs,
+    out_crs = opts.to_crs or (s.scene_crs if s.scene_crs != grid.crs else None)
+    edges, nodes = to_geodataframes(g, grid.transform, grid.crs, grid.gsd, opts.simplify_m / grid.gsd, out_crs,
                                     grid.metres_per_unit)
     write_graph(opts.output, edges, nodes, overwrite=opts.overwrite)
     reporter.advance("write")
@@ -317,7 +327,7 @@ def _write_stage(opts, s: _Session, g, stretch, prob_r, mask_r, work: Path, repo
             _to_cog(src, dst, opts.overwrite)
             reporter.advance("write")
     if opts.preview:
-        _preview(s.ds, s.bands, stretch, edges if opts.to_crs is None else edges.to_crs(grid.crs), grid,
+        _preview(s.ds, s.bands, stretch, edges if out_crs is None else edges.to_crs(grid.crs), grid,
                  opts.preview, opts.overwrite)
         reporter.advance("write")
     return edges, nodes

@@ -197,3 +197,42 @@ def test_jpeg_and_lossless_copies_give_the_same_probabilities(tmp_path):
             imgs.append(read_window(ds, grid, [1, 2, 3], StretchStats(ds, [1, 2, 3]), 0, grid.height, 0,
                                     grid.width)[0])
     assert np.abs(imgs[0] - imgs[1]).max() <= 12 and np.abs(imgs[0] - imgs[1]).mean() < 1
+
+
+def test_scene_too_large_for_one_scale_is_warped_to_utm(tmp_path, tiny_cfg, monkeypatch, caplog):
+    """A 100 km EPSG:3857 scene at 60 N (scale factor varies by > 1 %): warped block by block to its UTM zone, the
+    graph comes back in EPSG:3857 with geodesic lengths, the working pixels are square on the ground everywhere."""
+    size, cell = 400, 250.0  # 250 m ground pixels: 100 km
+    m = np.zeros((size, size), bool)
+    m[size // 2 - 2:size // 2 + 3, :] = True
+    m[:, size // 2 - 2:size // 2 + 3] = True
+    kx, _, x0, y0 = _res("EPSG:3857", 60.0)
+    k = kx / SRC_M * cell
+    scene = tmp_path / "big.tif"
+    with rasterio.open(scene, "w", driver="GTiff", width=size, height=size, count=3, dtype="uint8",
+                       crs="EPSG:3857", transform=from_origin(x0, y0 + k * size / 2, k, k)) as ds:
+        ds.write(np.stack([np.where(m, 200, 60).astype(np.uint8)] * 3))
+        assert ground_scale_variation(ds) > 0.01
+    monkeypatch.setattr(ex, "load_model", lambda *a, **kw: Bright(tiny_cfg))
+    out = tmp_path / "r.gpkg"
+    with caplog.at_level("WARNING"):
+        r = ex.run_extract(ex.ExtractOptions(scene=scene, output=out, tile=128, overlap=32, gsd=cell,
+                                             prob_out=tmp_path / "p.tif", min_spur_m=0, min_component_m=0))
+    assert "warped block by block to EPSG:326" in caplog.text
+    edges = gpd.read_file(out, layer="edges")
+    assert edges.crs.to_epsg() == 3857  # the scene's CRS
+    with rasterio.open(tmp_path / "p.tif") as p:
+        assert p.crs.to_epsg() // 100 == 326  # the working CRS
+        for row, col in ((5, 5), (p.height // 2, p.width // 2), (p.height - 5, p.width - 5)):
+            gx, gy = pixel_ground_size(p, row, col)
+            assert gx == pytest.approx(cell, rel=0.01) and gy == pytest.approx(cell, rel=0.01)
+    truth = 0.0  # geodesic length of the two centre lines of the scene
+    to_ll = Transformer.from_crs("EPSG:3857", "EPSG:4326", always_xy=True)
+    with rasterio.open(scene) as ds:
+        t = ds.transform
+    for cols, rows in ((np.linspace(0, size, 200), np.full(200, size / 2 + 0.5)),
+                       (np.full(200, size / 2 + 0.5), np.linspace(0, size, 200))):
+        lon, lat = to_ll.transform(*(t * (cols, rows)))
+        truth += GEOD.line_length(lon, lat)
+    assert 0.93 * truth < edges["length_m"].sum() < 1.01 * truth, (edges["length_m"].sum(), truth)
+    assert r.gsd == pytest.approx(cell, rel=0.01)

@@ -99,6 +99,28 @@ def ground_scale_variation(ds) -> float:
     return worst
 
 
+def metric_view(ds):
+    """The scene warped to the UTM zone of its centre, block by block as windows are read (a GDAL warped VRT at
+    about the source resolution, bilinear; pixels outside the source footprint are masked): for scenes so large
+    that one scale factor does not fit them all.  Use as a context manager."""
+    from rasterio.enums import Resampling
+    from rasterio.vrt import WarpedVRT
+
+    return WarpedVRT(ds, crs=local_utm(ds), resampling=Resampling.bilinear, add_alpha=True)
+
+
+def local_utm(ds):
+    """The UTM CRS of the scene's centre (north or south)."""
+    from pyproj import CRS, Transformer
+    from pyproj.aoi import AreaOfInterest
+    from pyproj.database import query_utm_crs_info
+
+    x, y = ds.transform * (ds.width / 2, ds.height / 2)
+    lon, lat = Transformer.from_crs(ds.crs, "EPSG:4326", always_xy=True).transform(x, y)
+    info = query_utm_crs_info(datum_name="WGS 84", area_of_interest=AreaOfInterest(lon, lat, lon, lat))
+    return CRS.from_epsg(info[0].code)
+
+
 def is_georeferenced(ds) -> bool:
     """True when the dataset has a CRS and a non-identity geotransform."""
     return ds.crs is not None and not ds.transform.is_identity
