@@ -79,20 +79,37 @@ def to_geodataframes(g: nx.MultiGraph, transform, crs, gsd: float, simplify_px: 
 
 
 def write_graph(path, edges, nodes, overwrite: bool = False) -> None:
-    """Write edges (and nodes, for GPKG / GraphML) atomically in the format the suffix names."""
+    """Write edges (and nodes, for GPKG / GraphML) atomically in the format the suffix names.  The layers are named
+    after the output (GeoJSON) or ``edges`` / ``nodes`` (GeoPackage), never after the temporary file."""
     fmt = output_format(path)
     with atomic_path(path, overwrite=overwrite) as tmp:
         if fmt == "GPKG":
             edges.to_file(tmp, layer="edges", driver="GPKG", engine="pyogrio")
             nodes.to_file(tmp, layer="nodes", driver="GPKG", engine="pyogrio", append=False)
         elif fmt == "GeoJSON":
-            edges.to_file(tmp, driver="GeoJSON", engine="pyogrio")
+            edges.to_file(tmp, driver="GeoJSON", engine="pyogrio", layer=Path(path).stem)
         else:
-            g = nx.MultiGraph(crs=str(edges.crs) if edges.crs else "")
-            for _, r in nodes.iterrows():
-                g.add_node(int(r["id"]), x=float(r.geometry.x), y=float(r.geometry.y), degree=int(r["degree"]))
-            for _, r in edges.iterrows():
-                g.add_edge(int(r["u"]), int(r["v"]), key=int(r["id"]), length=float(r["length_m"]),
-                           mean_prob=float(r["mean_prob"]), min_prob=float(r["min_prob"]),
-                           width_m=float(r["width_m"]), bridged=bool(r["bridged"]), geometry=r.geometry.wkt)
-            nx.write_graphml(g, tmp)
+            nx.write_graphml(to_osmnx_graph(edges, nodes), tmp)
+
+
+def to_osmnx_graph(edges, nodes) -> nx.MultiDiGraph:
+    """The road graph in osmnx's GraphML schema, so ``osmnx.load_graphml`` (and plain networkx) read it: a
+    MultiDiGraph with both directions of every (two-way) road, ``oneway``/``reversed`` flags, node ``x``/``y`` and
+    ``street_count``, edge ``osmid`` (roadmap's edge id), ``length`` in metres and ``geometry`` as WKT, every value
+    stored as a string as osmnx stores it; graph attributes ``crs`` and ``created_with``."""
+    from . import __version__
+
+    g = nx.MultiDiGraph(crs=edges.crs.to_string() if edges.crs else "", created_with=f"roadmap {__version__}",
+                        simplified="True")
+    for _, r in nodes.iterrows():
+        g.add_node(int(r["id"]), x=repr(float(r.geometry.x)), y=repr(float(r.geometry.y)),
+                   street_count=str(int(r["degree"])))
+    extra = [c for c in edges.columns if c not in ("id", "u", "v", "length_m", "geometry")]
+    for _, r in edges.iterrows():
+        u, v, line = int(r["u"]), int(r["v"]), r.geometry
+        attrs = {"osmid": str(int(r["id"])), "length": str(float(r["length_m"])), "oneway": "False",
+                 **{c: str(r[c]) for c in extra}}
+        g.add_edge(u, v, geometry=line.wkt, reversed="False", **attrs)
+        if u != v:
+            g.add_edge(v, u, geometry=LineString(list(line.coords)[::-1]).wkt, reversed="True", **attrs)
+    return g

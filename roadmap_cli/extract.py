@@ -42,6 +42,7 @@ from .io.raster import (
     parse_bands,
     read_valid,
     read_window,
+    resample_to_grid,
     working_grid,
 )
 from .progress import SILENT, Reporter
@@ -72,11 +73,13 @@ class ExtractOptions:
     prob_out: Path | None = None
     mask_out: Path | None = None
     preview: Path | None = None
+    report: Path | None = None  # self-contained HTML map of the run
     to_crs: str | None = None
     min_spur_m: float = 10.0
     min_component_m: float = 20.0
     simplify_m: float = 1.0
     bridge_m: float = 15.0
+    raster_grid: str = "input"  # --prob-out / --mask-out / --preview on the scene's grid ("input") or "model"
     allow_pixel_coords: bool = False
     overwrite: bool = False
     resume: bool = False
@@ -107,7 +110,7 @@ class ExtractPlan:
     @property
     def tiles(self) -> int:
         """Number of model tiles."""
-        return len(self.layout.ys) * len(self.layout.xs)
+        return self.layout.count
 
 
 @dataclass
@@ -157,6 +160,10 @@ def _validate(opts: ExtractOptions) -> None:
             if Path(p).suffix.lower() not in (".tif", ".tiff"):
                 raise InputError(f"{p}: raster outputs must end in .tif")
             check_output_path(p, opts.overwrite)
+    if opts.report is not None:
+        if Path(opts.report).suffix.lower() not in (".html", ".htm"):
+            raise InputError(f"--report {opts.report}: must end in .html")
+        check_output_path(opts.report, opts.overwrite)
     if opts.preview is not None:
         if Path(opts.preview).suffix.lower() != ".png":
             raise InputError(f"--preview {opts.preview}: must end in .png")
@@ -165,11 +172,38 @@ def _validate(opts: ExtractOptions) -> None:
         raise InputError(f"--tile must be a positive multiple of 32, got {opts.tile}")
     if opts.overlap is not None and opts.overlap < 0:
         raise InputError("--overlap must be >= 0")
+    if opts.raster_grid not in ("input", "model"):
+        raise InputError(f"--raster-grid must be input or model, got {opts.raster_grid!r}")
     if opts.threshold is not None and not 0 < opts.threshold < 1:
         raise InputError("--threshold must be between 0 and 1")
+    for flag, value in (("--min-spur-m", opts.min_spur_m), ("--min-component-m", opts.min_component_m),
+                        ("--simplify-m", opts.simplify_m), ("--bridge-m", opts.bridge_m)):
+        if not (0 <= value < float("inf")):
+            raise InputError(f"{flag} must be a number of metres >= 0, got {value}")
+    _check_outputs_are_new(opts)
     for flag, value in (("--model-gsd", opts.gsd), ("--scene-gsd", opts.scene_gsd)):
         if value is not None and not (0 < value < float("inf")):
             raise InputError(f"{flag} must be a positive number of metres per pixel, got {value}")
+
+
+def _check_outputs_are_new(opts: ExtractOptions) -> None:
+    """No output may be an input (even with --overwrite) or another output."""
+    outputs = {"-o": opts.output, "--prob-out": opts.prob_out, "--mask-out": opts.mask_out,
+               "--preview": opts.preview, "--report": opts.report}
+    inputs = {"the scene": opts.scene, "--model": opts.model, "--weights": opts.weights}
+    seen: dict[Path, str] = {}
+    for flag, path in outputs.items():
+        if path is None:
+            continue
+        target = Path(path).resolve()
+        for what, src in inputs.items():
+            if src is not None and Path(src).exists() and target.exists() and os.path.samefile(target, src):
+                raise InputError(f"{flag} {path} is {what}: roadmap never writes over an input")
+            if src is not None and target == Path(src).resolve():
+                raise InputError(f"{flag} {path} is {what}: roadmap never writes over an input")
+        if target in seen:
+            raise InputError(f"{flag} and {seen[target]} are the same file {path}")
+        seen[target] = flag
 
 
 @contextlib.contextmanager
@@ -183,6 +217,8 @@ def _session(opts: ExtractOptions):
         if not is_georeferenced(ds) and not opts.allow_pixel_coords:
             raise InputError(f"{opts.scene} has no georeferencing (CRS/geotransform); pass --allow-pixel-coords "
                              "to work in pixel coordinates")
+        if opts.report is not None and not is_georeferenced(ds):
+            raise InputError(f"--report needs a georeferenced scene; {opts.scene} has no georeferencing")
         bands = parse_bands(opts.bands, ds.count)
         if not has_valid_pixels(ds, bands):
             raise InputError(f"{opts.scene} has no valid pixels (all nodata)")
@@ -194,8 +230,8 @@ def _session(opts: ExtractOptions):
         if variation > 0.01:  # one scale factor does not fit the whole scene: work in its local UTM zone
             ds = stack.enter_context(metric_view(ds))
             log.warning("the ground size of %s's pixels varies by %.1f %% across the scene (its CRS's scale "
-                        "factor): it is warped block by block to %s; the road graph is written in the scene's "
-                        "CRS, --prob-out/--mask-out in %s", opts.scene, 100 * variation, ds.crs, ds.crs)
+                        "factor): it is warped block by block to %s for the model; outputs are in the scene's "
+                        "CRS", opts.scene, 100 * variation, ds.crs)
         grid = working_grid(ds, opts.gsd or cfg.gsd, opts.scene_gsd)
         if not grid.georeferenced and opts.scene_gsd is None:
             log.warning("%s has no georeferencing and no --scene-gsd: taken to be at the model's %.2f m/px; "
@@ -203,6 +239,10 @@ def _session(opts: ExtractOptions):
         tile = opts.tile or cfg.tile
         layout = TileLayout.plan(grid.height, grid.width, tile, tile // 4 if opts.overlap is None else opts.overlap)
         threshold = opts.threshold if opts.threshold is not None else cfg.threshold
+        log.info("scene %s: %d x %d px, %d band(s), CRS %s, %.3f x %.3f m/px; working grid %d x %d at %.2f m/px; "
+                 "%d tiles of %d x %d; model %s on %s", opts.scene, scene.width, scene.height, scene.count, scene.crs,
+                 *grid.scene_gsd, grid.width, grid.height, grid.gsd, layout.count, layout.th, layout.tw, cfg.name,
+                 device)
         yield _Session(ds, bands, grid, layout, model, device, dtype, threshold, scene)
 
 
@@ -260,7 +300,7 @@ def run_extract(opts: ExtractOptions, reporter: Reporter = SILENT) -> ExtractRes
     times["total"] = time.time() - t_start
     reporter.close()
     return ExtractResult(Path(opts.scene), Path(opts.output), len(edges), len(nodes),
-                         float(edges["length_m"].sum() / 1000.0), len(s.layout.tiles), (s.grid.height, s.grid.width),
+                         float(edges["length_m"].sum() / 1000.0), s.layout.count, (s.grid.height, s.grid.width),
                          s.grid.gsd, s.grid.scene_gsd, times)
 
 
@@ -280,7 +320,7 @@ def _predict_stage(opts, s: _Session, stretch, cache: TileCache, reporter: Repor
 
     predictor = Predictor(s.model, s.device, s.dtype, opts.tta)
     n = predict_tiles(s.layout, read_tile, predictor, cache, opts.batch_size, reporter)
-    log.info("predicted %d of %d tiles of %d x %d px", n, len(s.layout.tiles), s.layout.th, s.layout.tw)
+    log.info("predicted %d of %d tiles of %d x %d px", n, s.layout.count, s.layout.th, s.layout.tw)
 
 
 def _blend_stage(s: _Session, cache: TileCache, work: Path, reporter: Reporter):
@@ -313,7 +353,7 @@ def _graph_stage(opts, s: _Session, prob_r, mask_r, work: Path, reporter: Report
 
 
 def _write_stage(opts, s: _Session, g, stretch, prob_r, mask_r, work: Path, reporter: Reporter):
-    reporter.start("write", 1 + bool(opts.prob_out) + bool(opts.mask_out) + bool(opts.preview))
+    reporter.start("write", 1 + bool(opts.prob_out) + bool(opts.mask_out) + bool(opts.preview) + bool(opts.report))
     grid = s.grid
     out_crs = opts.to_crs or (s.scene_crs if s.scene_crs != grid.crs else None)
     edges, nodes = to_geodataframes(g, grid.transform, grid.crs, grid.gsd, opts.simplify_m / grid.gsd, out_crs,
@@ -322,13 +362,25 @@ def _write_stage(opts, s: _Session, g, stretch, prob_r, mask_r, work: Path, repo
     reporter.advance("write")
     prob_r.close()
     mask_r.close()
-    for src, dst in ((work / "prob.tif", opts.prob_out), (work / "mask.tif", opts.mask_out)):
+    on_input = opts.raster_grid == "input" and (grid.resampled or s.scene is not s.ds)
+    for src, dst, kernel, nodata in ((work / "prob.tif", opts.prob_out, "bilinear", -1.0),
+                                     (work / "mask.tif", opts.mask_out, "nearest", 255)):
         if dst:
+            if on_input:  # onto the scene's own pixels, block by block, so it overlays the imagery
+                resample_to_grid(src, src.with_name(f"input_{src.name}"), s.scene, kernel, nodata)
+                src = src.with_name(f"input_{src.name}")
             _to_cog(src, dst, opts.overwrite)
             reporter.advance("write")
     if opts.preview:
-        _preview(s.ds, s.bands, stretch, edges if out_crs is None else edges.to_crs(grid.crs), grid,
-                 opts.preview, opts.overwrite)
+        if opts.raster_grid == "input":
+            _preview(s.scene, s.bands, stretch, edges.to_crs(s.scene.crs) if s.scene.crs else edges,
+                     s.scene.transform, s.scene.width, s.scene.height, opts.preview, opts.overwrite)
+        else:
+            _preview(s.ds, s.bands, stretch, edges if out_crs is None else edges.to_crs(grid.crs), grid.transform,
+                     grid.width, grid.height, opts.preview, opts.overwrite)
+        reporter.advance("write")
+    if opts.report:
+        _report(opts, s, stretch, work / "prob.tif", edges, nodes)
         reporter.advance("write")
     return edges, nodes
 
@@ -382,16 +434,32 @@ def _to_cog(src: Path, dst: Path, overwrite: bool) -> None:
         rio_copy(src, tmp, driver="COG", compress="deflate")
 
 
-def _preview(ds, bands, stretch, edges, grid, path, overwrite) -> None:
+def _report(opts, s: _Session, stretch, prob_path: Path, edges, nodes) -> None:
+    import rasterio
+
+    from .report import build_report
+
+    gx, gy = s.grid.scene_gsd
+    summary = [("scene", Path(opts.scene).name), ("road length", f"{edges['length_m'].sum() / 1000:.2f} km"),
+               ("nodes / edges", f"{len(nodes)} / {len(edges)}"),
+               ("resolution", f"scene {gx:.2f} x {gy:.2f} m/px, model {s.grid.gsd:.2f} m/px"),
+               ("model", s.model.cfg.name)]
+    with rasterio.open(prob_path) as prob:
+        page = build_report(s.scene, s.bands, stretch, prob, edges, summary)
+    with atomic_path(opts.report, overwrite=opts.overwrite) as tmp:
+        tmp.write_text(page, encoding="utf-8")
+
+
+def _preview(ds, bands, stretch, edges, transform, width, height, path, overwrite) -> None:
     from PIL import Image, ImageDraw
     from rasterio.enums import Resampling
 
-    f = max(1.0, max(grid.width, grid.height) / 2048)
-    w, h = max(1, int(grid.width / f)), max(1, int(grid.height / f))
+    f = max(1.0, max(width, height) / 2048)
+    w, h = max(1, int(width / f)), max(1, int(height / f))
     data = ds.read(bands, out_shape=(3, h, w), resampling=Resampling.average)
     img = Image.fromarray(stretch.apply(data).astype(np.uint8)).convert("RGB")
     draw = ImageDraw.Draw(img)
-    inv = ~grid.transform
+    inv = ~transform
     for geom in edges.geometry:
         pts = [inv @ xy for xy in geom.coords]
         draw.line([(c / f, r / f) for c, r in pts], fill=(255, 40, 40), width=max(2, int(3 / f) + 1))

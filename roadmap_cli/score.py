@@ -41,7 +41,7 @@ def match_files(pred: Path, gt: Path) -> tuple[list[tuple[str, Path, Path]], lis
     if not gt.exists():
         raise InputError(f"{gt} not found")
     if pred.is_file() and gt.is_file():
-        return [(_stem(gt), pred, gt)], [], []
+        return [(_stem(pred), pred, gt)], [], []
     if pred.is_dir() != gt.is_dir():
         raise InputError("pred and gt must both be files or both be folders")
 

@@ -129,19 +129,27 @@ class TileLayout:
         return cls(height, width, th, tw, ov, ys, xs, blend_weights(th, tw, ov))
 
     @property
-    def tiles(self) -> list[tuple[int, int]]:
-        """Tile indices (i, j) in row-major order."""
-        return [(i, j) for i in range(len(self.ys)) for j in range(len(self.xs))]
+    def count(self) -> int:
+        """Number of tiles."""
+        return len(self.ys) * len(self.xs)
+
+    def tiles(self):
+        """Tile indices (i, j) in row-major order, one at a time (memory does not grow with the scene)."""
+        return ((i, j) for i in range(len(self.ys)) for j in range(len(self.xs)))
 
     def window(self, i: int, j: int) -> tuple[int, int, int, int]:
         """Tile (i, j)'s window inside the grid: (r0, r1, c0, c1); the rest of the tile is padding."""
         r0, c0 = self.ys[i], self.xs[j]
         return r0, min(r0 + self.th, self.height), c0, min(c0 + self.tw, self.width)
 
-    def blocks(self) -> list[tuple[tuple[int, int, list[int]], tuple[int, int, list[int]]]]:
-        """Blend blocks: row interval x column interval, each with the tiles covering it."""
+    def blocks(self):
+        """Blend blocks, one at a time: row interval x column interval, each with the tiles covering it."""
         rows, cols = intervals(self.ys, self.th, self.height), intervals(self.xs, self.tw, self.width)
-        return [(r, c) for r in rows for c in cols]
+        return ((r, c) for r in rows for c in cols)
+
+    def block_count(self) -> int:
+        """Number of blend blocks."""
+        return len(intervals(self.ys, self.th, self.height)) * len(intervals(self.xs, self.tw, self.width))
 
 
 def blend_block(layout: TileLayout, row: tuple[int, int, list[int]], col: tuple[int, int, list[int]],

@@ -72,7 +72,12 @@ class Recipe:
         if config:
             if not Path(config).is_file():
                 raise InputError(f"config {config} not found")
-            extra = yaml.safe_load(Path(config).read_text()) or {}
+            try:
+                extra = yaml.safe_load(Path(config).read_text()) or {}
+            except (yaml.YAMLError, UnicodeDecodeError) as e:
+                raise InputError(f"config {config} is not plain YAML: {' '.join(str(e).split())[:160]}") from e
+            if not isinstance(extra, dict):
+                raise InputError(f"config {config} must be a mapping of recipe keys to values")
             unknown = set(extra) - {f.name for f in dataclasses.fields(cls)}
             if unknown:
                 raise InputError(f"config {config}: unknown keys {sorted(unknown)}")

@@ -64,8 +64,13 @@ def load_variant(name: str) -> ModelConfig:
         path = models_dir() / f"{_ALIASES.get(name.lower(), name)}.yaml"
     if not path.is_file():
         raise InputError(f"unknown model variant {name!r}; known: {', '.join(variant_names())}")
-    with open(path) as f:
-        data = yaml.safe_load(f) or {}
+    try:
+        with open(path) as f:
+            data = yaml.safe_load(f) or {}
+    except (yaml.YAMLError, UnicodeDecodeError) as e:
+        raise CheckpointError(f"model config {path} is not plain YAML: {' '.join(str(e).split())[:160]}") from e
+    if not isinstance(data, dict):
+        raise CheckpointError(f"model config {path} must be a mapping of config keys to values")
     return config_from_dict(data, path)
 
 
@@ -95,12 +100,19 @@ def download_weights(name: str, dest: Path | None = None) -> Path:
         raise InputError(f"unknown checkpoint {name!r}; known: {', '.join(reg)}")
     entry = reg[name]
     folder = Path(dest) if dest else settings.home() / "checkpoints"
-    folder.mkdir(parents=True, exist_ok=True)
+    created = [p for p in [folder, *folder.parents] if not p.exists()]  # folders this call would create
     ledger = Ledger(folder)  # no sha256 is published for the SAM2.1 files: recorded at the first download
     expected = entry.get("sha256") or ledger.expected(name)
     hint = (f"Without network, download {entry['url']} elsewhere and put it at {folder / name}.")
     mirror = settings.checkpoint_mirror()
-    path = download(f"{mirror}/{name}" if mirror else entry["url"], folder / name, sha256=expected, manual_hint=hint)
+    try:
+        path = download(f"{mirror}/{name}" if mirror else entry["url"], folder / name, sha256=expected,
+                        manual_hint=hint)
+    except BaseException:
+        for p in created:  # a failed download leaves no new empty folders behind (a partial .part is kept)
+            if p.is_dir() and not any(p.iterdir()):
+                p.rmdir()
+        raise
     ledger.record(name, path)
     return path
 

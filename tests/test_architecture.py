@@ -18,10 +18,11 @@ ALLOWED = {
     "graph": {"errors", "tiling"},
     "metrics": {"errors", "graph"},
     "export": {"errors", "io"},
+    "report": {"errors"},
     "weights": {"errors", "io", "nn", "settings"},
     "infer": {"errors", "io", "nn", "progress", "tiling"},
     "data": {"errors", "io", "settings", "tiling"},
-    "extract": {"errors", "export", "graph", "infer", "io", "nn", "progress", "tiling", "weights"},
+    "extract": {"errors", "export", "graph", "infer", "io", "nn", "progress", "report", "tiling", "weights"},
     "score": {"errors", "io", "metrics"},
     "train": {"data", "errors", "infer", "io", "metrics", "nn", "progress", "settings", "weights"},
     "cli": {"__init__", "data", "errors", "extract", "progress", "score", "settings", "train", "weights"},
@@ -72,7 +73,8 @@ def test_every_part_is_listed():
 @pytest.mark.parametrize("path", MODULES, ids=lambda p: str(p.relative_to(PKG)))
 def test_imports_go_down_only(path):
     part = _part(path)
-    bad = [(line, t) for line, t in _imports(path) if t != part and t not in ALLOWED[part]]
+    # the package root holds only ``__version__`` and imports nothing, so any part may read it
+    bad = [(line, t) for line, t in _imports(path) if t not in (part, "__init__") and t not in ALLOWED[part]]
     assert not bad, f"{path.relative_to(PKG)} ({part}) may not import {bad}"
 
 

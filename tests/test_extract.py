@@ -293,10 +293,21 @@ def test_to_crs_and_graphml_export(tmp_path, tiny_cfg, monkeypatch):
     assert b.crs.to_epsg() == 4326 and a.crs.to_epsg() == 32611
     assert np.allclose(b.to_crs(32611).total_bounds, a.total_bounds, atol=0.01)
     assert np.allclose(a["length_m"], b["length_m"])  # metric lengths do not depend on the output CRS
-    g = nx.read_graphml(tmp_path / "c.graphml")
-    assert g.number_of_edges() == len(a) and g.number_of_nodes() == len(gpd.read_file(tmp_path / "a.gpkg",
-                                                                                      layer="nodes"))
+    g = nx.read_graphml(tmp_path / "c.graphml", force_multigraph=True)
+    loops = int((a["u"] == a["v"]).sum())
+    # osmnx's schema: a directed graph with both directions of each two-way road
+    assert g.number_of_edges() == 2 * len(a) - loops and g.number_of_nodes() == len(gpd.read_file(
+        tmp_path / "a.gpkg", layer="nodes"))
     assert all("length" in d and "geometry" in d for _, _, d in g.edges(data=True))
+    ox = pytest.importorskip("osmnx")
+    G = ox.load_graphml(tmp_path / "c.graphml")
+    assert G.is_directed() and G.number_of_edges() == g.number_of_edges()
+    lengths = sorted(d["length"] for _, _, d in G.edges(data=True) if not d["reversed"])
+    assert np.allclose(lengths, sorted(a["length_m"]))  # floats again, in metres
+    u, v, d = next(iter(G.edges(data=True)))
+    assert d["geometry"].geom_type == "LineString" and {"x", "y", "street_count"} <= set(G.nodes[u])
+    nodes, edges = ox.graph_to_gdfs(G)
+    assert edges.crs.to_epsg() == 32611 and len(nodes) == G.number_of_nodes()
 
 
 def test_resume_after_kill_9_equals_uninterrupted(tmp_path, tiny_ckpt):

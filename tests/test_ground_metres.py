@@ -95,7 +95,7 @@ def test_square_ground_pixels_and_geodesic_lengths(tmp_path, tiny_cfg, monkeypat
     monkeypatch.setattr(ex, "load_model", lambda *a, **k: Bright(tiny_cfg))
     out = tmp_path / "r.gpkg"
     r = ex.run_extract(ex.ExtractOptions(scene=scene, output=out, tile=128, overlap=32, prob_out=tmp_path / "p.tif",
-                                         min_spur_m=0, min_component_m=0))
+                                         min_spur_m=0, min_component_m=0, raster_grid="model"))
     assert r.gsd == pytest.approx(1.0, rel=0.01)
     with rasterio.open(tmp_path / "p.tif") as p:
         px, py = pixel_ground_size(p)
@@ -217,12 +217,13 @@ def test_scene_too_large_for_one_scale_is_warped_to_utm(tmp_path, tiny_cfg, monk
     out = tmp_path / "r.gpkg"
     with caplog.at_level("WARNING"):
         r = ex.run_extract(ex.ExtractOptions(scene=scene, output=out, tile=128, overlap=32, gsd=cell,
-                                             prob_out=tmp_path / "p.tif", min_spur_m=0, min_component_m=0))
+                                             prob_out=tmp_path / "p.tif", min_spur_m=0, min_component_m=0,
+                                             raster_grid="model", mask_out=tmp_path / "m.tif"))
     assert "warped block by block to EPSG:326" in caplog.text
     edges = gpd.read_file(out, layer="edges")
     assert edges.crs.to_epsg() == 3857  # the scene's CRS
     with rasterio.open(tmp_path / "p.tif") as p:
-        assert p.crs.to_epsg() // 100 == 326  # the working CRS
+        assert p.crs.to_epsg() // 100 == 326  # the working CRS (--raster-grid model)
         for row, col in ((5, 5), (p.height // 2, p.width // 2), (p.height - 5, p.width - 5)):
             gx, gy = pixel_ground_size(p, row, col)
             assert gx == pytest.approx(cell, rel=0.01) and gy == pytest.approx(cell, rel=0.01)
@@ -236,3 +237,21 @@ def test_scene_too_large_for_one_scale_is_warped_to_utm(tmp_path, tiny_cfg, monk
         truth += GEOD.line_length(lon, lat)
     assert 0.93 * truth < edges["length_m"].sum() < 1.01 * truth, (edges["length_m"].sum(), truth)
     assert r.gsd == pytest.approx(cell, rel=0.01)
+
+
+def test_rasters_and_preview_default_to_the_scene_grid(tmp_path):
+    """--prob-out / --mask-out / --preview overlay the imagery: the scene's own grid unless --raster-grid model."""
+    from PIL import Image
+
+    ex.run_extract(ex.ExtractOptions(scene=EXAMPLE, output=tmp_path / "a.gpkg", prob_out=tmp_path / "p.tif",
+                                     mask_out=tmp_path / "m.tif", preview=tmp_path / "v.png"))
+    with rasterio.open(EXAMPLE) as src, rasterio.open(tmp_path / "p.tif") as p, rasterio.open(tmp_path / "m.tif") as m:
+        for r in (p, m):
+            assert (r.width, r.height, r.crs) == (src.width, src.height, src.crs)
+            assert r.transform.almost_equals(src.transform) and r.profile.get("tiled")
+        assert p.nodata == -1 and m.nodata == 255 and set(np.unique(m.read(1))) <= {0, 1, 255}
+    assert Image.open(tmp_path / "v.png").size == (1300, 1300)
+    ex.run_extract(ex.ExtractOptions(scene=EXAMPLE, output=tmp_path / "b.gpkg", prob_out=tmp_path / "q.tif",
+                                     raster_grid="model"))
+    with rasterio.open(tmp_path / "q.tif") as q:
+        assert (q.width, q.height) == (316, 389)  # 1 m working pixels of a 0.24 x 0.30 m scene

@@ -8,7 +8,7 @@ import typer
 
 from . import options
 
-app = typer.Typer(no_args_is_help=True, help="Training datasets.")
+app = typer.Typer(no_args_is_help=True, rich_markup_mode=None, help="Training datasets.")
 
 
 @app.command("download")

@@ -13,8 +13,25 @@ from ..errors import UserError
 from . import datasets, extract, info, models, score, train
 from .state import STATE
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False, rich_markup_mode=None,
                   help="Road networks from georeferenced aerial and satellite images (Anchor-SAM).")
+
+
+def _plain_usage_names() -> None:
+    """Help reads as click's (no ``<bool>`` after flags: plain help mode), and a required argument is written
+    ``SCENE`` in the usage line, not typer's ``{scene}``, which reads like a set of choices."""
+    from typer.core import TyperArgument
+
+    if hasattr(TyperArgument, "_usage_display_name"):
+        def usage_name(self) -> str:
+            name = self.display_name_raw.upper()
+            name = name if self.required else f"[{name}]"
+            return name + ("..." if self.nargs != 1 else "")
+
+        TyperArgument._usage_display_name = usage_name
+
+
+_plain_usage_names()
 app.add_typer(models.app, name="models")
 app.add_typer(datasets.app, name="datasets")
 app.command()(info.info)
@@ -39,9 +56,10 @@ def _main(
     level = {0: logging.WARNING, 1: logging.INFO}.get(verbose, logging.DEBUG)
     if quiet:
         level = logging.ERROR
-    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr, force=True)
-    for noisy in ("rasterio", "pyogrio", "fiona", "numba"):
-        logging.getLogger(noisy).setLevel(max(level, logging.WARNING))
+    # -v / -vv speak for roadmap itself (each stage, its timing and sizes); other libraries stay at warnings
+    logging.basicConfig(level=max(level, logging.WARNING), format="%(levelname)s %(name)s: %(message)s",
+                        stream=sys.stderr, force=True)
+    logging.getLogger("roadmap_cli").setLevel(level)
     # rasters without georeferencing are refused unless --allow-pixel-coords: GDAL's warning adds nothing
     warnings.filterwarnings("ignore", message="Dataset has no geotransform")
     STATE.debug = debug
@@ -65,7 +83,12 @@ def main(argv: Optional[List[str]] = None) -> int:
         print("roadmap: aborted", file=sys.stderr)
         return 130
     except KeyboardInterrupt:
-        print("roadmap: interrupted", file=sys.stderr)
+        words = list(sys.argv[1:] if argv is None else argv)
+        if ("extract" in words or "train" in words) and "--dry-run" not in words:
+            again = "" if "--resume" in words else " with --resume"
+            print(f"roadmap: interrupted; run the same command{again} to continue where it stopped", file=sys.stderr)
+        else:
+            print("roadmap: interrupted", file=sys.stderr)
         return 130
     except Exception as e:  # click usage errors and bugs
         if hasattr(e, "show") and isinstance(getattr(e, "exit_code", None), int):  # click usage errors

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import typer
 
-app = typer.Typer(no_args_is_help=True, help="Model variants and pretrained weights.")
+app = typer.Typer(no_args_is_help=True, rich_markup_mode=None, help="Model variants and pretrained weights.")
 
 
 @app.command("list")

@@ -11,15 +11,17 @@ import typer
 def score(
     pred: Path = typer.Argument(..., help="Prediction file or folder (masks or road vectors)."),
     gt: Path = typer.Argument(..., help="Ground-truth file or folder."),
-    threshold: Optional[float] = typer.Option(None, "--threshold", help="For probability masks."),
+    threshold: Optional[float] = typer.Option(None, "--threshold",
+                                              help="Cut probability predictions at this value, 0..1 (8-bit: of 255)."),
     slack: int = typer.Option(0, "--slack", help="Relaxed P/R/F1 tolerance in pixels (0 = off)."),
-    apls: bool = typer.Option(True, "--apls/--no-apls"),
-    node_spacing_m: float = typer.Option(50.0, "--node-spacing-m"),
-    snap_m: float = typer.Option(4.0, "--snap-m"),
-    gsd: Optional[float] = typer.Option(None, "--gsd", help="m/px for pixel-space inputs."),
-    convention: str = typer.Option("spacenet", "--convention", help="spacenet or sat2graph."),
-    json_out: Optional[Path] = typer.Option(None, "--json"),
-    csv_out: Optional[Path] = typer.Option(None, "--csv"),
+    apls: bool = typer.Option(True, "--apls/--no-apls", help="Compute APLS (masks are turned into graphs first)."),
+    node_spacing_m: float = typer.Option(50.0, "--node-spacing-m", help="APLS control point spacing, metres."),
+    snap_m: float = typer.Option(4.0, "--snap-m", help="APLS snapping distance, metres."),
+    gsd: Optional[float] = typer.Option(None, "--gsd", help="Ground resolution of masks without georeferencing, "
+                                                           "m/px (for APLS)."),
+    convention: str = typer.Option("spacenet", "--convention", help="APLS convention: spacenet."),
+    json_out: Optional[Path] = typer.Option(None, "--json", help="Write all scores as JSON to this file."),
+    csv_out: Optional[Path] = typer.Option(None, "--csv", help="Write per-file scores and the ALL row as CSV."),
 ):
     """Pixel metrics and APLS of predictions against ground truth."""
     from ..score import run_score

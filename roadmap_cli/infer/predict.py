@@ -42,7 +42,7 @@ def predict_array(predictor: Predictor, image: np.ndarray, tile: int = 1024, ove
     h, w = image.shape[:2]
     layout = TileLayout.plan(h, w, tile, overlap)
     tiles: dict[tuple[int, int], np.ndarray] = {}
-    order = layout.tiles
+    order = list(layout.tiles())
     for b in range(0, len(order), batch_size):
         batch = order[b:b + batch_size]
         imgs = []

@@ -27,6 +27,10 @@ class TileCache:
         """The file of tile (i, j)."""
         return self.folder / f"{i:05d}_{j:05d}.npy"
 
+    def count(self) -> int:
+        """Number of cached tiles."""
+        return sum(1 for e in os.scandir(self.folder) if e.name.endswith(".npy") and not e.name.endswith(".tmp.npy"))
+
     def has(self, i: int, j: int) -> bool:
         """Whether tile (i, j) was predicted (by this run or the interrupted one it resumes)."""
         return self.path(i, j).exists()
@@ -55,12 +59,23 @@ def predict_tiles(layout: TileLayout, read_tile, predictor: Predictor, cache: Ti
     """Predict every tile not yet in ``cache``.  ``read_tile(r0, r1, c0, c1) -> (image (h, w, 3), valid (h, w))``
     reads one tile window of the working grid; tiles are reflection-padded to the model tile and invalid pixels
     get probability 0.  Returns the number of tiles predicted now."""
-    plan = layout.tiles
-    todo = [(i, j) for i, j in plan if not cache.has(i, j)]
-    reporter.start("infer", len(plan), len(plan) - len(todo))
+    total, cached = layout.count, cache.count()
+    reporter.start("infer", total, cached)
     t0, done = time.time(), 0
-    for b in range(0, len(todo), batch_size):
-        batch = todo[b:b + batch_size]
+
+    def pending():  # the tiles still to predict, in row-major order, in batches; nothing grows with the scene
+        batch = []
+        for ij in layout.tiles():
+            if cached and cache.has(*ij):
+                continue
+            batch.append(ij)
+            if len(batch) == batch_size:
+                yield batch
+                batch = []
+        if batch:
+            yield batch
+
+    for batch in pending():
         imgs, cuts = [], []
         for i, j in batch:
             r0, r1, c0, c1 = layout.window(i, j)
@@ -74,7 +89,7 @@ def predict_tiles(layout: TileLayout, read_tile, predictor: Predictor, cache: Ti
             cache.put(i, j, p)
         done += len(batch)
         reporter.advance("infer", len(batch), f"{done / max(1e-9, time.time() - t0):.2f} tiles/s")
-    return len(todo)
+    return done
 
 
 def blend_tiles(layout: TileLayout, cache: TileCache, read_valid, threshold: float, prob_out, mask_out,
@@ -82,9 +97,8 @@ def blend_tiles(layout: TileLayout, cache: TileCache, read_valid, threshold: flo
     """Blend the cached tiles block by block; write probabilities (-1 = nodata) to ``prob_out`` and the mask
     (``>= threshold``, 255 = nodata) to ``mask_out`` (both ``write(r0, c0, array)``).  ``read_valid(r0, r1, c0,
     c1)`` gives the validity of a working-grid window."""
-    blocks = layout.blocks()
-    reporter.start("stitch", len(blocks))
-    for row, col in blocks:
+    reporter.start("stitch", layout.block_count())
+    for row, col in layout.blocks():
         (a, b, _), (c, d, _) = row, col
         p = blend_block(layout, row, col, cache.get)
         valid = read_valid(a, b, c, d)

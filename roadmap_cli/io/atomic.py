@@ -13,6 +13,8 @@ from ..errors import OutputError, OutputExistsError
 def check_output_path(path: str | os.PathLike, overwrite: bool = False) -> Path:
     """Fail early (before any work) when ``path`` exists without ``overwrite`` or its folder is not writable."""
     path = Path(path)
+    if path.is_dir():
+        raise OutputError(f"output {path} is a folder; give a file name")
     if path.exists() and not overwrite:
         raise OutputExistsError(f"output {path} exists; pass --overwrite to replace it")
     parent = path.parent if str(path.parent) else Path(".")

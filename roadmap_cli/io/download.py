@@ -65,7 +65,6 @@ def download(url: str, dest: Path, sha256: str | None = None, size: int | None =
     matches; a mismatch deletes the partial file and fails.  ``file://`` URLs work too (used by the tests).
     """
     dest = Path(dest)
-    dest.parent.mkdir(parents=True, exist_ok=True)
     if dest.exists():
         if sha256 is None or sha256_file(dest) == sha256:
             return dest
@@ -85,6 +84,7 @@ def download(url: str, dest: Path, sha256: str | None = None, size: int | None =
     except (urllib.error.URLError, OSError) as e:
         raise OfflineError(f"cannot reach {url} ({getattr(e, 'reason', e)}). {manual_hint}".strip()) from e
     if resp is not None:
+        dest.parent.mkdir(parents=True, exist_ok=True)  # only once there is something to write
         with resp:
             resumed = bool(have) and resp.getcode() == 206
             if have and not resumed:

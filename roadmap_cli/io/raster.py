@@ -268,10 +268,15 @@ def read_window(ds, grid: SceneGrid, bands: list[int], stretch: StretchStats, r0
 
 
 def has_valid_pixels(ds, bands: list[int]) -> bool:
-    """Whether a decimated read of the first band's mask finds any valid pixel."""
+    """Whether the scene has any valid pixel: at once when it declares no nodata, mask or alpha (every pixel is
+    valid, whatever its header claims about its size), else from a decimated read of the first band's mask (at most
+    1024 x 1024 samples)."""
+    from rasterio.enums import MaskFlags
     from rasterio.errors import RasterioIOError
 
-    f = max(1, int(math.ceil(max(ds.width, ds.height) / 2048)))
+    if all(MaskFlags.all_valid in flags for flags in ds.mask_flag_enums):
+        return True
+    f = max(1, int(math.ceil(max(ds.width, ds.height) / 1024)))
     try:
         m = ds.read_masks(bands[0], out_shape=(max(1, ds.height // f), max(1, ds.width // f)))
     except RasterioIOError as e:
@@ -302,3 +307,31 @@ class ScratchTiff:
     def close(self):
         """Close the file."""
         self.ds.close()
+
+
+def resample_to_grid(src_path: Path, dst_path: Path, like, resampling: str, nodata: float,
+                     block: int = 1024) -> None:
+    """Write raster ``src_path`` (one band) onto the grid of dataset ``like`` (its CRS, transform and size) as a
+    tiled GeoTIFF at ``dst_path``, one ``block`` x ``block`` window at a time: memory is bounded by the block."""
+    import rasterio
+    from rasterio.enums import Resampling
+    from rasterio.warp import reproject
+    from rasterio.windows import Window
+    from rasterio.windows import transform as window_transform
+
+    kernel = getattr(Resampling, resampling)
+    with rasterio.open(src_path) as src:
+        stand_in = "EPSG:3857"  # rasters without a CRS: the same stand-in on both sides, only the grids differ
+        src_crs, dst_crs = src.crs or stand_in, like.crs or stand_in
+        profile = dict(driver="GTiff", width=like.width, height=like.height, count=1, dtype=src.dtypes[0],
+                       crs=like.crs, transform=like.transform, tiled=True, blockxsize=256, blockysize=256,
+                       compress="deflate", nodata=nodata, BIGTIFF="IF_SAFER")
+        with rasterio.open(dst_path, "w", **profile) as dst:
+            for r0 in range(0, like.height, block):
+                for c0 in range(0, like.width, block):
+                    win = Window(c0, r0, min(block, like.width - c0), min(block, like.height - r0))
+                    out = np.full((win.height, win.width), nodata, src.dtypes[0])
+                    reproject(rasterio.band(src, 1), out, src_crs=src_crs, src_nodata=nodata,
+                              dst_transform=window_transform(win, like.transform), dst_crs=dst_crs,
+                              dst_nodata=nodata, resampling=kernel)
+                    dst.write(out, 1, window=win)
