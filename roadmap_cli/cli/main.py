@@ -66,10 +66,23 @@ def _main(
     STATE.quiet = quiet
 
 
+def _interrupted(argv) -> int:
+    """Ctrl-C: one line, and how to continue a run that keeps its work."""
+    words = list(sys.argv[1:] if argv is None else argv)
+    if ("extract" in words or "train" in words) and "--dry-run" not in words:
+        again = "" if "--resume" in words else " with --resume"
+        print(f"roadmap: interrupted; run the same command{again} to continue where it stopped", file=sys.stderr)
+    else:
+        print("roadmap: interrupted", file=sys.stderr)
+    return 130
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     """Console entry point: runs the app under the error convention."""
     try:
         rc = app(args=argv, standalone_mode=False, prog_name="roadmap")
+        if rc == 130:  # typer turns Ctrl-C into Exit(130), which click returns in this mode
+            return _interrupted(argv)
         return rc if isinstance(rc, int) else 0
     except UserError as e:
         if STATE.debug:
@@ -78,18 +91,11 @@ def main(argv: Optional[List[str]] = None) -> int:
         print(f"roadmap: error: {e}", file=sys.stderr)
         return e.exit_code
     except typer.Exit as e:
+        if e.exit_code == 130:  # typer turns Ctrl-C into Exit(130)
+            return _interrupted(argv)
         return e.exit_code
-    except typer.Abort:
-        print("roadmap: aborted", file=sys.stderr)
-        return 130
-    except KeyboardInterrupt:
-        words = list(sys.argv[1:] if argv is None else argv)
-        if ("extract" in words or "train" in words) and "--dry-run" not in words:
-            again = "" if "--resume" in words else " with --resume"
-            print(f"roadmap: interrupted; run the same command{again} to continue where it stopped", file=sys.stderr)
-        else:
-            print("roadmap: interrupted", file=sys.stderr)
-        return 130
+    except (typer.Abort, KeyboardInterrupt):
+        return _interrupted(argv)
     except Exception as e:  # click usage errors and bugs
         if hasattr(e, "show") and isinstance(getattr(e, "exit_code", None), int):  # click usage errors
             e.show()

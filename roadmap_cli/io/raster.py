@@ -276,6 +276,8 @@ def has_valid_pixels(ds, bands: list[int]) -> bool:
 
     if all(MaskFlags.all_valid in flags for flags in ds.mask_flag_enums):
         return True
+    if ds.width * ds.height > 4e9:  # a decimated read would touch millions of blocks: the tiles will tell
+        return True
     f = max(1, int(math.ceil(max(ds.width, ds.height) / 1024)))
     try:
         m = ds.read_masks(bands[0], out_shape=(max(1, ds.height // f), max(1, ds.width // f)))
