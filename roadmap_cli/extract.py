@@ -11,6 +11,7 @@ all work block by block through tiled GeoTIFFs.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
 import json
 import logging
@@ -22,13 +23,13 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import InputError, OutputExistsError, UserError
+from .errors import InputError, OutputError, OutputExistsError, UserError
 from .export import output_format, to_geodataframes, write_graph
 from .graph import CleanOptions, graph_from_rasters
 from .infer.device import resolve_device, resolve_precision
 from .infer.predict import Predictor
 from .infer.stitch import TileCache, blend_tiles, predict_tiles
-from .io.atomic import atomic_path, check_output_path
+from .io.atomic import atomic_path, check_output_path, is_disk_full, run_lock
 from .io.raster import (
     SceneGrid,
     ScratchTiff,
@@ -172,6 +173,17 @@ def _validate(opts: ExtractOptions) -> None:
         raise InputError(f"--tile must be a positive multiple of 32, got {opts.tile}")
     if opts.overlap is not None and opts.overlap < 0:
         raise InputError("--overlap must be >= 0")
+    if opts.overlap is not None and opts.tile is not None and opts.overlap * 2 > opts.tile:
+        raise InputError(f"--overlap {opts.overlap} is more than half of --tile {opts.tile}")
+    if opts.batch_size < 1:
+        raise InputError(f"--batch-size must be at least 1, got {opts.batch_size}")
+    if opts.to_crs is not None:
+        from pyproj import CRS
+        from pyproj.exceptions import CRSError
+        try:
+            CRS.from_user_input(opts.to_crs)
+        except CRSError as e:
+            raise InputError(f"--to-crs {opts.to_crs}: not a CRS ({' '.join(str(e).split())[:100]})") from e
     if opts.raster_grid not in ("input", "model"):
         raise InputError(f"--raster-grid must be input or model, got {opts.raster_grid!r}")
     if opts.threshold is not None and not 0 < opts.threshold < 1:
@@ -237,6 +249,8 @@ def _session(opts: ExtractOptions):
             log.warning("%s has no georeferencing and no --scene-gsd: taken to be at the model's %.2f m/px; "
                         "lengths and tolerances are only right if it is", opts.scene, grid.gsd)
         tile = opts.tile or cfg.tile
+        if opts.overlap is not None and opts.overlap * 2 > tile:
+            raise InputError(f"--overlap {opts.overlap} is more than half of the {tile} px tile")
         layout = TileLayout.plan(grid.height, grid.width, tile, tile // 4 if opts.overlap is None else opts.overlap)
         threshold = opts.threshold if opts.threshold is not None else cfg.threshold
         log.info("scene %s: %d x %d px, %d band(s), CRS %s, %.3f x %.3f m/px; working grid %d x %d at %.2f m/px; "
@@ -275,12 +289,15 @@ def plan_extract(opts: ExtractOptions) -> ExtractPlan:
 
 def run_extract(opts: ExtractOptions, reporter: Reporter = SILENT) -> ExtractResult:
     """Extract the road graph of ``opts.scene`` into ``opts.output`` (and the optional rasters and preview)."""
+    if opts.resume and (_work_folder(opts) / "manifest.json").is_file():
+        opts = dataclasses.replace(opts, overwrite=True)  # outputs the interrupted run wrote before it stopped
     _validate(opts)
     t_start = time.time()
     times: dict[str, float] = {}
     work = _work_folder(opts)
-    with _session(opts) as s:
-        _prepare_work(work, _run_key(opts, s), opts)
+    with run_lock(opts.output), _session(opts) as s:
+        _check_free_space(opts, s, work)
+        _prepare_work(work, _run_key(opts, s), _manifest_options(opts, s), opts)
         created_here = not opts.resume
         try:
             stretch = StretchStats(s.ds, s.bands)
@@ -295,6 +312,11 @@ def run_extract(opts: ExtractOptions, reporter: Reporter = SILENT) -> ExtractRes
         except UserError:
             if created_here:
                 shutil.rmtree(work, ignore_errors=True)
+            raise
+        except Exception as e:
+            if is_disk_full(e, work.parent):  # keep what is done: --resume continues once there is room
+                raise OutputError(f"the disk is full ({' '.join(str(e).split())[:120]}); free some space, then run "
+                                  f"the same command with --resume: the predicted tiles are kept in {work}") from e
             raise
     shutil.rmtree(work, ignore_errors=True)
     times["total"] = time.time() - t_start
@@ -393,7 +415,7 @@ def _run_key(opts: ExtractOptions, s: _Session) -> str:
     st = os.stat(opts.scene)
     h.update(json.dumps([str(Path(opts.scene).resolve()), st.st_size, int(st.st_mtime), s.grid.height,
                          s.grid.width, lay.th, lay.tw, lay.overlap, opts.bands, opts.tta, opts.gsd, opts.scene_gsd,
-                         s.model.cfg.to_dict(), opts.precision]).encode())
+                         s.model.cfg.to_dict(), opts.precision, opts.batch_size, s.device.type]).encode())
     for f in (opts.model, opts.weights):  # the checkpoint files' identity ...
         if f is not None and Path(f).is_file():
             fs = os.stat(f)
@@ -403,7 +425,27 @@ def _run_key(opts: ExtractOptions, s: _Session) -> str:
     return h.hexdigest()
 
 
-def _prepare_work(work: Path, key: str, opts: ExtractOptions) -> None:
+def _manifest_options(opts: ExtractOptions, s: _Session) -> dict:
+    """The options a resumed run must share with the interrupted one, as the user wrote them."""
+    return {"--batch-size": opts.batch_size, "--tile": s.layout.th, "--overlap": s.layout.overlap,
+            "--bands": opts.bands, "--tta": opts.tta, "--model-gsd": opts.gsd, "--scene-gsd": opts.scene_gsd,
+            "--precision": opts.precision, "--device": s.device.type, "--model": opts.model,
+            "--weights": None if opts.weights is None else str(opts.weights)}
+
+
+def _check_free_space(opts: ExtractOptions, s: _Session, work: Path) -> None:
+    """Refuse a run whose scratch space (tile cache and scratch rasters, the plan's estimate) does not fit."""
+    need = _plan(opts, s).scratch_gb * 1e9
+    if work.is_dir():  # resuming: what is there already counts
+        need -= sum(f.stat().st_size for f in work.rglob("*") if f.is_file())
+    folder = work.parent if str(work.parent) else Path(".")
+    free = shutil.disk_usage(folder).free
+    if need > free:
+        raise OutputError(f"{opts.output} needs about {need / 1e9:.1f} GB of scratch space in {folder}, only "
+                          f"{free / 1e9:.1f} GB are free")
+
+
+def _prepare_work(work: Path, key: str, options: dict, opts: ExtractOptions) -> None:
     manifest = work / "manifest.json"
     if work.exists():
         if opts.resume:
@@ -412,8 +454,11 @@ def _prepare_work(work: Path, key: str, opts: ExtractOptions) -> None:
             except (OSError, ValueError):
                 old = {}
             if old.get("key") != key:
-                raise InputError(f"--resume: {work} belongs to a run with other inputs or options; remove it or "
-                                 "run without --resume and with --overwrite")
+                was = old.get("options", {})
+                diff = [f"{k} {was[k]} (now {v})" for k, v in options.items() if k in was and was[k] != v]
+                what = ("the interrupted run used " + ", ".join(diff) + "; resume with the same options (the "
+                        "tiles' predictions depend on them)") if diff else "it belongs to a run with other inputs"
+                raise InputError(f"--resume: {work}: {what}, or start over with --overwrite instead of --resume")
             return
         if not opts.overwrite:
             raise OutputExistsError(f"an interrupted run left {work}; pass --resume to continue it or --overwrite "
@@ -422,7 +467,7 @@ def _prepare_work(work: Path, key: str, opts: ExtractOptions) -> None:
     elif opts.resume:
         log.info("--resume: nothing to resume, starting fresh")
     (work / "tiles").mkdir(parents=True)
-    manifest.write_text(json.dumps({"key": key, "scene": str(opts.scene)}))
+    manifest.write_text(json.dumps({"key": key, "scene": str(opts.scene), "options": options}))
 
 
 # ------------------------------------------------------------------------------------------ extra outputs

@@ -70,6 +70,8 @@ def _metric_lines(gt_df, pred_df):
 def score_vectors(pred: Path, gt: Path, spacing: float, snap: float) -> dict:
     """APLS of two road-vector files, both projected to a metric CRS; also the km of each."""
     gt_df = read_lines(gt)
+    if gt_df.empty:
+        raise InputError(f"{gt} holds no LineString features: it cannot be road ground truth")
     if gt_df.crs is None:
         raise InputError(f"{gt} has no CRS; APLS needs coordinates in metres")
     pred_df = read_lines(pred)
@@ -92,6 +94,11 @@ def run_score(pred: Path, gt: Path, threshold=None, slack: int = 0, apls: bool =
         raise InputError(f"--convention {convention!r} is not implemented; only 'spacenet' (SpaceNet 3 APLS) is")
     if threshold is not None and not 0 < threshold < 1:
         raise InputError("--threshold must be between 0 and 1")
+    for flag, value in (("--node-spacing-m", node_spacing_m), ("--snap-m", snap_m), ("--gsd", gsd)):
+        if value is not None and not (0 < value < float("inf")):
+            raise InputError(f"{flag} must be a positive number, got {value}")
+    if slack < 0:
+        raise InputError(f"--slack must be >= 0 pixels, got {slack}")
     for p in (json_out, csv_out):
         if p is not None:
             check_output_path(p, overwrite=True)

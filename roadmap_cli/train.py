@@ -37,6 +37,13 @@ from .weights import load_sam2_encoder, load_variant, model_from_checkpoint, sav
 log = logging.getLogger(__name__)
 
 LR = {"massachusetts": 2e-4, "deepglobe": 1e-4, "folder": 1e-4}
+SELECT_METRICS = ("f1", "iou", "precision", "recall", "mean_f1", "mean_iou", "apls")  # what evaluate() returns
+
+
+def _flag(key: str) -> str:
+    """The CLI flag of a recipe key (config keys without a flag are named as keys)."""
+    flags = {"epochs", "lr", "batch_size", "crop", "steps_per_epoch", "max_steps", "seed"}
+    return "--" + key.replace("_", "-") if key in flags else f"recipe key {key}"
 
 
 @dataclass
@@ -85,7 +92,31 @@ class Recipe:
         values.update(overrides or {})
         zoom = parse_scale_aug(values.get("scale_aug"))
         values["scale_aug"] = list(zoom) if zoom else None
-        return cls(**values)
+        recipe = cls(**values)
+        recipe.check()
+        return recipe
+
+    def check(self) -> None:
+        """Refuse values that cannot train (before any file is written)."""
+        positive = {"epochs": self.epochs, "batch_size": self.batch_size, "lr": self.lr, "val_tile": self.val_tile,
+                    "crop": self.crop, "steps_per_epoch": self.steps_per_epoch, "max_steps": self.max_steps}
+        for key, value in positive.items():
+            if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))
+                                      or not (0 < value < float("inf"))):
+                raise InputError(f"{_flag(key)} must be a positive number, got {value!r}")
+        for key in ("epochs", "batch_size", "val_tile", "steps_per_epoch", "max_steps", "warmup_steps", "seed"):
+            value = getattr(self, key)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
+                raise InputError(f"{_flag(key)} must be a whole number, got {value!r}")
+        if self.crop is not None and (not isinstance(self.crop, int) or self.crop < 32 or self.crop % 32):
+            raise InputError(f"--crop must be a multiple of 32 pixels (at least 32), got {self.crop!r}")
+        for key in ("weight_decay", "min_lr", "bce_weight", "dice_weight", "grad_clip", "warmup_steps",
+                    "val_overlap", "ckpt_every"):
+            value = getattr(self, key)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not (0 <= value < float("inf")):
+                raise InputError(f"{_flag(key)} must be a number >= 0, got {value!r}")
+        if self.select not in SELECT_METRICS:
+            raise InputError(f"--select {self.select}: not a validation metric ({', '.join(SELECT_METRICS)})")
 
     def to_dict(self) -> dict:
         """The recipe as stored in checkpoints (unset fields left out)."""

@@ -57,6 +57,24 @@ def config_from_dict(d: dict, source) -> ModelConfig:
         raise CheckpointError(f"{source}: {e}") from e
 
 
+MAX_PARAMETERS = 2_000_000_000  # 8 GB of fp32 weights; Anchor-SAM-L has 0.25 G
+
+
+def build_checked(cfg: ModelConfig, source) -> AnchorSAM:
+    """Build a model, first on the meta device (no memory) to refuse a configuration of absurd size."""
+    from .nn.model import count_parameters
+
+    try:
+        n = count_parameters(build_model(cfg, device="meta"))
+    except (TypeError, ValueError, RuntimeError) as e:
+        raise CheckpointError(f"{source}: the model configuration cannot be built ({' '.join(str(e).split())[:120]})"
+                              ) from e
+    if n > MAX_PARAMETERS:
+        raise CheckpointError(f"{source} asks for a model of {n / 1e9:.1f} G parameters ({4 * n / 1e9:.0f} GB); "
+                              f"roadmap's largest variant has 0.25 G: refusing to build it")
+    return build_model(cfg)
+
+
 def load_variant(name: str) -> ModelConfig:
     """Load a variant by name (``anchor-sam-t``, ``t``, ``roadmap-compact``...) or from a YAML path."""
     path = Path(name)
@@ -199,7 +217,7 @@ def model_from_checkpoint(path: str | Path, cfg: ModelConfig | None = None) -> t
     ck_cfg = config_from_dict(ck["model_config"], path)
     if cfg is not None:
         check_compatible(cfg, ck_cfg, path)
-    net = build_model(cfg or ck_cfg)
+    net = build_checked(cfg or ck_cfg, path)
     load_state(net, ck["model"], path)
     return net, ck
 
@@ -221,7 +239,7 @@ def load_model(model: str | Path | None = None, weights: str | Path | None = Non
     elif weights is not None:
         net, _ = model_from_checkpoint(weights, load_variant(str(model)))
     else:
-        net = build_model(load_variant(str(model)))
+        net = build_checked(load_variant(str(model)), model)
     return net.to(device).eval()
 
 

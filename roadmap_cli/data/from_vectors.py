@@ -23,7 +23,7 @@ def pairs_from_vectors(scene: Path, roads: Path, out: Path, name: str | None = N
     and ``OUT/labels/...png`` (roads 255, buffered to ``road_width_m``), on the same working grid and with the same
     band choice and stretch that ``roadmap extract`` feeds the model, so the pairs look like inference inputs.
     Scenes larger than ``tile`` working pixels are cut into tiles, read by windows."""
-    if gsd <= 0 or road_width_m <= 0 or tile < 64:
+    if not (0 < gsd < float("inf")) or not (0 < road_width_m < float("inf")) or tile < 64:
         raise InputError("--gsd and --road-width-m must be positive and --tile at least 64")
     name = name or Path(scene).stem
     with gdal_env(), open_raster(scene) as ds:

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import shutil
 import tempfile
 from pathlib import Path
@@ -33,7 +34,9 @@ def atomic_path(path: str | os.PathLike, overwrite: bool = True):
     """
     path = Path(path)
     check_output_path(path, overwrite)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=f".part{path.suffix}", dir=path.parent or ".")
+    remove_stale_temps(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.{os.getpid()}.", suffix=f".part{path.suffix}",
+                               dir=path.parent or ".")
     os.close(fd)
     os.unlink(tmp)  # writers that refuse to overwrite (GDAL drivers) get a free name
     tmp = Path(tmp)
@@ -46,11 +49,7 @@ def atomic_path(path: str | os.PathLike, overwrite: bool = True):
                 shutil.rmtree(path) if path.is_dir() else path.unlink()
         os.replace(tmp, path)
     except BaseException:
-        if tmp.is_dir():
-            shutil.rmtree(tmp, ignore_errors=True)
-        else:
-            with contextlib.suppress(FileNotFoundError):
-                tmp.unlink()
+        _remove_temp(tmp)
         raise
 
 
@@ -60,3 +59,82 @@ def atomic_open(path: str | os.PathLike, mode: str = "w", overwrite: bool = True
     with atomic_path(path, overwrite) as tmp:
         with open(tmp, mode, **kw) as f:
             yield f
+
+
+_SIDECARS = ("", "-journal", "-wal", "-shm", ".aux.xml")  # SQLite (GeoPackage) and GDAL companions of a temp file
+
+
+def _remove_temp(tmp: Path) -> None:
+    if tmp.is_dir():
+        shutil.rmtree(tmp, ignore_errors=True)
+    for side in _SIDECARS:
+        with contextlib.suppress(FileNotFoundError, IsADirectoryError):
+            Path(str(tmp) + side).unlink()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def remove_stale_temps(path: str | os.PathLike) -> list[Path]:
+    """Remove the temporary files (and their SQLite/GDAL sidecars) that an earlier, killed writer of ``path`` left
+    beside it; a temp file's name carries its writer's pid, so a live writer's files are kept."""
+    path = Path(path)
+    folder = path.parent if str(path.parent) else Path(".")
+    removed = []
+    if not folder.is_dir():
+        return removed
+    pattern = re.compile(re.escape(f".{path.stem}.") + r"(\d+)\.[^/]*" + re.escape(f".part{path.suffix}") + "$")
+    for entry in folder.iterdir():
+        m = pattern.match(entry.name)
+        if m and not _alive(int(m.group(1))):
+            _remove_temp(entry)
+            removed.append(entry)
+    return removed
+
+
+def is_disk_full(exc: BaseException, folder: str | os.PathLike | None = None) -> bool:
+    """Whether an error comes from a full disk: ENOSPC (or EDQUOT), a library's message for it, or (for the
+    misleading messages of some writers) less than 1 MB left in ``folder``."""
+    import errno
+
+    for e in (exc, exc.__cause__, exc.__context__):
+        if isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT):
+            return True
+        if e is not None and re.search(r"no space left|disk is full|disk full", str(e), re.I):
+            return True
+    if folder is not None:
+        with contextlib.suppress(OSError):
+            return shutil.disk_usage(folder).free < 1 << 20
+    return False
+
+
+@contextlib.contextmanager
+def run_lock(path: str | os.PathLike):
+    """Hold ``<path>.roadmap-lock`` for the duration of a run; a second run on the same output fails at once with
+    an :class:`OutputExistsError` naming the running process (the lock dies with its process, even on kill -9)."""
+    import fcntl
+
+    lock = Path(str(path) + ".roadmap-lock")
+    fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = os.read(fd, 64).decode(errors="replace").strip() or "?"
+        os.close(fd)
+        raise OutputExistsError(f"another roadmap run (pid {holder}) is writing {path}; wait for it to finish or "
+                                "stop it first") from None
+    try:
+        os.ftruncate(fd, 0)
+        os.write(fd, str(os.getpid()).encode())
+        yield lock
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            lock.unlink()
+        os.close(fd)

@@ -221,7 +221,11 @@ def read_valid(ds, grid: SceneGrid, bands: list[int], r0: int, r1: int, c0: int,
 
     win, shape = _source_window(grid, r0, r1, c0, c1)
     try:
-        return ds.read_masks(bands[0], window=win, out_shape=shape, resampling=Resampling.nearest) > 0
+        valid = ds.read_masks(bands[0], window=win, out_shape=shape, resampling=Resampling.nearest) > 0
+        if np.dtype(ds.dtypes[bands[0] - 1]).kind == "f":  # NaN and inf are never data, tagged or not
+            values = ds.read(bands[0], window=win, out_shape=shape, resampling=Resampling.nearest)
+            valid &= np.isfinite(values)
+        return valid
     except RasterioIOError as e:
         raise _read_error(ds, e) from e
 
@@ -274,13 +278,17 @@ def has_valid_pixels(ds, bands: list[int]) -> bool:
     from rasterio.enums import MaskFlags
     from rasterio.errors import RasterioIOError
 
-    if all(MaskFlags.all_valid in flags for flags in ds.mask_flag_enums):
+    floating = np.dtype(ds.dtypes[bands[0] - 1]).kind == "f"  # NaN pixels are invalid too
+    if all(MaskFlags.all_valid in flags for flags in ds.mask_flag_enums) and not floating:
         return True
     if ds.width * ds.height > 4e9:  # a decimated read would touch millions of blocks: the tiles will tell
         return True
     f = max(1, int(math.ceil(max(ds.width, ds.height) / 1024)))
+    shape = (max(1, ds.height // f), max(1, ds.width // f))
     try:
-        m = ds.read_masks(bands[0], out_shape=(max(1, ds.height // f), max(1, ds.width // f)))
+        m = ds.read_masks(bands[0], out_shape=shape) > 0
+        if floating:
+            m &= np.isfinite(ds.read(bands[0], out_shape=shape))
     except RasterioIOError as e:
         raise _read_error(ds, e) from e
     return bool(m.any())
