@@ -264,6 +264,7 @@ class _State:
     epoch: int = 0
     best: float = -1.0
     best_epoch: int = -1
+    last_loss: float = float("nan")  # the loss of the last step (logged with the epoch's validation)
 
 
 def run_train(opts: TrainOptions, reporter: Reporter = SILENT) -> Path:
@@ -297,7 +298,8 @@ def run_train(opts: TrainOptions, reporter: Reporter = SILENT) -> Path:
         if use_amp and resume_ck.get("scaler"):
             scaler.load_state_dict(resume_ck["scaler"])
         _set_rng_state(resume_ck["rng"])
-        state = _State(resume_ck["step"], resume_ck["epoch"], resume_ck["best"], resume_ck["best_epoch"])
+        state = _State(resume_ck["step"], resume_ck["epoch"], resume_ck["best"], resume_ck["best_epoch"],
+                       float(resume_ck.get("last_loss", float("nan"))))
         log.info("resumed at epoch %d step %d", state.epoch, state.step)
 
     ddp_model = model
@@ -311,7 +313,7 @@ def run_train(opts: TrainOptions, reporter: Reporter = SILENT) -> Path:
         save_checkpoint(last, model, {
             "optimizer": opt.state_dict(), "scaler": scaler.state_dict() if use_amp else {},
             "rng": _rng_state(), "step": state.step, "epoch": state.epoch, "best": state.best,
-            "best_epoch": state.best_epoch, "recipe": recipe.to_dict(),
+            "best_epoch": state.best_epoch, "last_loss": state.last_loss, "recipe": recipe.to_dict(),
         })
 
     def train_step(items) -> torch.Tensor:
@@ -330,12 +332,12 @@ def run_train(opts: TrainOptions, reporter: Reporter = SILENT) -> Path:
         scaler.update()
         return loss
 
-    def validate(loss: torch.Tensor) -> None:
+    def validate() -> None:
         m = {k: float(v) for k, v in evaluate(model, val_pairs, place.device, recipe).items()}
         key = recipe.select
         if key not in m:
             raise InputError(f"--select {key}: not a validation metric ({', '.join(m)})")
-        row = {"epoch": state.epoch, "step": state.step, "loss": round(loss.item(), 6),
+        row = {"epoch": state.epoch, "step": state.step, "loss": round(state.last_loss, 6),
                "lr": opt.param_groups[0]["lr"], "time_s": round(time.time() - t0, 1),
                **{k: round(v, 6) for k, v in m.items()}}
         _append_metrics(out / "metrics.csv", row)
@@ -357,14 +359,15 @@ def run_train(opts: TrainOptions, reporter: Reporter = SILENT) -> Path:
             draws = [s * bs + j for j in range(bs)]
             loss = train_step([data.get(int(order[d % len(order)]), state.epoch, d) for d in draws])
             state.step += 1
-            reporter.advance("train", 1, f"epoch {state.epoch} loss {loss.item():.4f}")
+            state.last_loss = loss.item()
+            reporter.advance("train", 1, f"epoch {state.epoch} loss {state.last_loss:.4f}")
             if place.rank == 0 and state.step % 10 == 0:
-                log.info("step %d loss %.4f lr %.2e", state.step, loss.item(), opt.param_groups[0]["lr"])
+                log.info("step %d loss %.4f lr %.2e", state.step, state.last_loss, opt.param_groups[0]["lr"])
             if recipe.ckpt_every and state.step % int(recipe.ckpt_every) == 0 and state.step < total:
                 save_last()
         if state.step >= (state.epoch + 1) * steps_per_epoch or state.step >= total:
             if place.rank == 0:
-                validate(loss)
+                validate()  # after a resume at the epoch's end too: the step loop may not have run
             state.epoch += 1
             save_last()
     reporter.close()
@@ -378,12 +381,16 @@ def run_train(opts: TrainOptions, reporter: Reporter = SILENT) -> Path:
 
 
 def _append_metrics(path: Path, row: dict) -> None:
-    new = not path.exists()
-    with open(path, "a", newline="") as f:
+    """Add an epoch's row, replacing any row of that epoch or later (a run killed after writing its row and before
+    its checkpoint validates that epoch again on resume); the file is rewritten atomically."""
+    rows = []
+    if path.exists():
+        with open(path, newline="") as f:
+            rows = [r for r in csv.DictReader(f) if r.get("epoch", "").isdigit() and int(r["epoch"]) < row["epoch"]]
+    with atomic_open(path, newline="") as f:
         w = csv.DictWriter(f, fieldnames=list(row))
-        if new:
-            w.writeheader()
-        w.writerow(row)
+        w.writeheader()
+        w.writerows(rows + [row])
 
 
 def _write_summary(out: Path, recipe: Recipe, state: _State, seconds: float, device, train_pairs, val_pairs):

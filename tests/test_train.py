@@ -3,6 +3,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
@@ -304,3 +305,108 @@ def test_init_fine_tunes_from_a_roadmap_checkpoint(tmp_path, tiny_ckpt):
     assert ck["model_config"]["name"] == "tiny-test"  # the checkpoint's config, not --model
     w = "decoder.output_conv.weight"
     assert torch.allclose(ck["model"][w], init["model"][w], atol=1e-6)
+
+
+def _final_weights(run):
+    return torch.load(run / "last.pt", weights_only=True)["model"]
+
+
+def _same_weights(a, b):
+    return all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_kill_during_validation_at_an_epochs_end_resumes(tmp_path, tiny_cfg, monkeypatch):
+    """The checkpoint interval divides the epoch: last.pt is written at the epoch's last step, then validation is
+    killed; resuming used to fail for ever with UnboundLocalError ('loss')."""
+    root = make_folder_dataset(tmp_path / "data")
+    y = write_tiny_yaml(tmp_path / "tiny.yaml", tiny_cfg)
+    over = dict(steps_per_epoch=2, ckpt_every=2)
+    run_train(_opts(tmp_path / "a", root, y, **over))
+    import roadmap_cli.train as tr
+    real = tr.evaluate
+
+    def dying(*a, **k):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(tr, "evaluate", dying)
+    with pytest.raises(KeyboardInterrupt):
+        run_train(_opts(tmp_path / "b", root, y, **over))
+    assert torch.load(tmp_path / "b" / "run" / "last.pt", weights_only=True)["step"] == 2
+    monkeypatch.setattr(tr, "evaluate", real)
+    o = _opts(tmp_path / "b", root, y, **over)
+    o.resume = True
+    run_train(o)
+    assert _same_weights(_final_weights(tmp_path / "a" / "run"), _final_weights(tmp_path / "b" / "run"))
+    assert (tmp_path / "b" / "run" / "metrics.csv").read_text() .count("\n") == 3  # header + 2 epochs
+
+
+def test_kill_between_metrics_row_and_checkpoint_writes_no_duplicate_row(tmp_path, tiny_cfg, monkeypatch):
+    root = make_folder_dataset(tmp_path / "data")
+    y = write_tiny_yaml(tmp_path / "tiny.yaml", tiny_cfg)
+    import roadmap_cli.train as tr
+    real = tr.save_checkpoint
+
+    def dying(path, *a, **k):
+        if path.name == "last.pt" and (path.parent / "metrics.csv").exists():
+            raise KeyboardInterrupt  # the epoch's row is written, its checkpoint is not
+        return real(path, *a, **k)
+
+    monkeypatch.setattr(tr, "save_checkpoint", dying)
+    with pytest.raises(KeyboardInterrupt):
+        run_train(_opts(tmp_path / "b", root, y))
+    monkeypatch.setattr(tr, "save_checkpoint", real)
+    o = _opts(tmp_path / "b", root, y)
+    o.resume = True
+    run_train(o)
+    rows = (tmp_path / "b" / "run" / "metrics.csv").read_text().splitlines()
+    assert [r.split(",")[0] for r in rows[1:]] == ["0", "1"]
+
+
+def test_training_resumes_exactly_after_sigkill_at_many_instants(tmp_path, tiny_cfg):
+    """Real kill -9 of `roadmap train` at several instants (right after a checkpoint, right after a metrics row,
+    during the first steps, late in the run); each resumed run ends with the uninterrupted run's weights."""
+    import signal
+    root = make_folder_dataset(tmp_path / "data")
+    y = write_tiny_yaml(tmp_path / "tiny.yaml", tiny_cfg)
+    cfg = tmp_path / "recipe.yaml"
+    cfg.write_text(yaml.safe_dump(dict(steps_per_epoch=3, val_tile=64, val_overlap=16, ckpt_every=1,
+                                       warmup_steps=0)))
+
+    def cmd(out, *extra):
+        return [sys.executable, "-m", "roadmap_cli", "-q", "train", "--dataset", "folder", "--root", str(root),
+                "--val", "t3", "--model", str(y), "--config", str(cfg), "--epochs", "2", "--batch-size", "2",
+                "--crop", "64", "--device", "cpu", "--out", str(out), *extra]
+
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    ref = subprocess.run(cmd(tmp_path / "ref"), env=env, capture_output=True, text=True, timeout=300)
+    assert ref.returncode == 0, ref.stderr
+    want = _final_weights(tmp_path / "ref")
+    def step_at_least(k):
+        return lambda run: torch.load(run / "last.pt", weights_only=True)["step"] >= k  # raises until it exists
+
+    triggers = [lambda run: (run / "last.pt").exists(),  # right after the first checkpoint
+                lambda run: (run / "metrics.csv").exists(),  # right after the first epoch's row
+                lambda run: (run / "best.pt").exists(),  # between best.pt and the epoch's last.pt
+                step_at_least(4)]  # in the second epoch
+    for n, trigger in enumerate(triggers):
+        run = tmp_path / f"k{n}"
+        p = subprocess.Popen(cmd(run), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.time() + 300
+        while p.poll() is None and time.time() < deadline:
+            try:
+                if trigger(run):
+                    break
+            except Exception:  # a checkpoint being replaced at that instant
+                pass
+            time.sleep(0.005)
+        os.kill(p.pid, signal.SIGKILL)
+        p.wait()
+        for _ in range(3):  # resume until done (a kill before the first checkpoint starts over)
+            args = cmd(run, "--resume") if (run / "last.pt").exists() else cmd(run)
+            r = subprocess.run(args, env=env, capture_output=True, text=True, timeout=300)
+            assert r.returncode == 0, (n, r.stderr)
+            if (run / "summary.yaml").exists():
+                break
+        assert _same_weights(want, _final_weights(run)), n
+        rows = (run / "metrics.csv").read_text().splitlines()
+        assert [r.split(",")[0] for r in rows[1:]] == ["0", "1"], (n, rows)

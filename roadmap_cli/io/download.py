@@ -4,7 +4,6 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
-import shutil
 import tarfile
 import urllib.error
 import urllib.request
@@ -128,29 +127,75 @@ def _safe_target(root: Path, name: str) -> Path:
     return target
 
 
-def safe_extract(archive: Path, root: Path) -> Path:
-    """Extract a .zip or .tar(.gz) into ``root`` refusing absolute paths, ``..`` and links out of ``root``."""
-    root = Path(root)
-    root.mkdir(parents=True, exist_ok=True)
+MAX_EXTRACT_BYTES = 64 << 30  # 64 GiB: far above any road dataset, far below a zip bomb's claims
+MAX_RATIO = 200  # uncompressed / compressed beyond this is a bomb, not imagery
+
+
+def _plan_members(root: Path, members: list[tuple[str, bool, int, int]], archive: Path, max_bytes: int) -> None:
+    """Check every member (name, is_dir, size, compressed size) before the first byte is written: inside ``root``,
+    no two members (nor a file and a folder) on one path, the total size under ``max_bytes``."""
+    files: dict[Path, str] = {}
+    dirs: set[Path] = set()
+    total = packed = 0
+    for name, is_dir, size, csize in members:
+        target = _safe_target(root, name)
+        if is_dir:
+            dirs.add(target)
+            continue
+        if target in files:
+            raise InputError(f"archive {archive.name} holds {name!r} twice ({files[target]!r}); refusing to extract")
+        files[target] = name
+        total, packed = total + size, packed + csize
+    if any(d in files for d in dirs) or any(parent in files for f in files for parent in f.parents):
+        raise InputError(f"archive {archive.name} has a file and a folder on one path; refusing to extract")
+    if total > max_bytes:
+        raise InputError(f"archive {archive.name} would unpack to {total / 2**30:.1f} GiB, more than "
+                         f"{max_bytes / 2**30:.0f} GiB; refusing to extract")
+    if packed and total / packed > MAX_RATIO and total > 1 << 30:
+        raise InputError(f"archive {archive.name} unpacks {total / packed:.0f} times its size (a zip bomb?); "
+                         "refusing to extract")
+
+
+def safe_extract(archive: Path, root: Path, max_bytes: int = MAX_EXTRACT_BYTES) -> Path:
+    """Extract a .zip or .tar(.gz) into ``root``.  Every member is checked before anything is written (absolute
+    paths, ``..``, links, devices, duplicate names, a file and a folder on one path, the total size); while
+    writing, the bytes actually unpacked are counted too (headers can lie)."""
+    archive, root = Path(archive), Path(root)
     if zipfile.is_zipfile(archive):
         with zipfile.ZipFile(archive) as z:
-            for info in z.infolist():
+            infos = z.infolist()
+            for info in infos:
+                if (info.external_attr >> 16) & 0o170000 == 0o120000:
+                    raise InputError(f"archive member {info.filename!r} is a link; refusing to extract")
+            _plan_members(root, [(i.filename, i.is_dir(), i.file_size, i.compress_size) for i in infos], archive,
+                          max_bytes)
+            root.mkdir(parents=True, exist_ok=True)
+            written = 0
+            for info in infos:
                 target = _safe_target(root, info.filename)
                 if info.is_dir():
                     target.mkdir(parents=True, exist_ok=True)
                     continue
                 target.parent.mkdir(parents=True, exist_ok=True)
                 with z.open(info) as src, open(target, "wb") as dst:
-                    shutil.copyfileobj(src, dst)
+                    while block := src.read(CHUNK):
+                        written += len(block)
+                        if written > max_bytes:
+                            raise InputError(f"archive {archive.name} unpacks to more than its headers say; "
+                                             "stopped extracting")
+                        dst.write(block)
         return root
     if tarfile.is_tarfile(archive):
         with tarfile.open(archive) as t:
-            for m in t.getmembers():
+            members = t.getmembers()
+            for m in members:
                 _safe_target(root, m.name)
                 if m.issym() or m.islnk():
                     raise InputError(f"archive member {m.name!r} is a link; refusing to extract")
                 if not (m.isfile() or m.isdir()):
                     raise InputError(f"archive member {m.name!r} is not a regular file")
+            _plan_members(root, [(m.name, m.isdir(), m.size, m.size) for m in members], archive, max_bytes)
+            root.mkdir(parents=True, exist_ok=True)
             t.extractall(root, filter="data")
         return root
     raise InputError(f"{archive} is not a zip or tar archive")
