@@ -107,6 +107,7 @@ class ExtractPlan:
     memory_gb: float
     scratch_gb: float
     work: Path
+    free_gb: float = float("nan")  # free space where the scratch files go
 
     @property
     def tiles(self) -> int:
@@ -276,8 +277,10 @@ def _plan(opts: ExtractOptions, s: _Session) -> ExtractPlan:
     memory = params * 4 / 1e9 + opts.batch_size * per_tile_gb + 0.5
     scratch = (n * lay.th * lay.tw * 2 + s.grid.width * s.grid.height * 10) / 1e9
     sc = s.scene
+    work = _work_folder(opts)
+    free = shutil.disk_usage(work.parent if str(work.parent) else Path(".")).free / 1e9
     return ExtractPlan(Path(opts.scene), sc.width, sc.height, sc.count, sc.dtypes[0], sc.crs, s.grid, lay, cfg.name,
-                       params, str(s.device), s.precision, opts.batch_size, memory, scratch, _work_folder(opts))
+                       params, str(s.device), s.precision, opts.batch_size, memory, scratch, work, free)
 
 
 def plan_extract(opts: ExtractOptions) -> ExtractPlan:

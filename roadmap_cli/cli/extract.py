@@ -90,7 +90,8 @@ def print_plan(p) -> None:
         f"overlap {lay.overlap}",
         f"  model:           {p.model}, {p.params / 1e6:.2f} M params, device {p.device}, {p.precision}",
         f"  memory estimate: ~{p.memory_gb:.1f} GB peak (batch {p.batch_size}), independent of the scene size",
-        f"  scratch disk:    ~{p.scratch_gb:.2f} GB in {p.work}/",
+        f"  scratch disk:    ~{p.scratch_gb:.2f} GB in {p.work}/ ({p.free_gb:.1f} GB free"
+        f"{': NOT ENOUGH' if p.scratch_gb > p.free_gb else ''})",
     ]
     print("\n".join(lines))
 
