@@ -56,29 +56,49 @@ def match_files(pred: Path, gt: Path) -> tuple[list[tuple[str, Path, Path]], lis
     names = sorted(set(a) & set(b))
     if not names:
         raise InputError(f"no file names in {pred} match those in {gt} (files are matched by name stem)")
-    return [(n, a[n], b[n]) for n in names], sorted(set(a) - set(b)), sorted(set(b) - set(a))
+    return [(n, a[n], b[n]) for n in names], sorted(set(a) - set(b)), [(n, b[n]) for n in sorted(set(b) - set(a))]
 
 
 def _metric_lines(gt_df, pred_df):
-    """Project both to the GT's local UTM zone (or keep a projected GT CRS)."""
-    crs = gt_df.crs
-    if crs.is_geographic:
-        crs = gt_df.estimate_utm_crs() if len(gt_df) else pred_df.estimate_utm_crs()
+    """Both in the UTM zone of the centre of their union, whatever CRS they come in (Web Mercator, feet, degrees),
+    so every length is a ground length (within the UTM scale factor, < 0.1 %)."""
+    import geopandas as gpd
+    import pandas as pd
+
+    both = gpd.GeoSeries(pd.concat([gt_df.geometry.to_crs(4326), pred_df.geometry.to_crs(4326)]), crs=4326)
+    crs = both.estimate_utm_crs()
     return list(gt_df.to_crs(crs).geometry), list(pred_df.to_crs(crs).geometry)
 
 
-def score_vectors(pred: Path, gt: Path, spacing: float, snap: float) -> dict:
-    """APLS of two road-vector files, both projected to a metric CRS; also the km of each."""
+def _fits_degrees(df) -> bool:
+    if df.empty:
+        return True
+    x0, y0, x1, y1 = df.total_bounds
+    return -180 <= x0 <= x1 <= 180 and -90 <= y0 <= y1 <= 90
+
+
+def with_crs(df, path: Path, crs=None):
+    """The CRS of a road file: its own; for a file without one (GeoJSON without a ``crs`` member is read as
+    EPSG:4326), EPSG:4326 per RFC 7946 when its coordinates fit degrees, else ``crs`` (``--crs``) or an error."""
+    lacks = df.crs is None or (df.crs.to_epsg() == 4326 and not _fits_degrees(df))
+    if not lacks:
+        return df
+    if crs is not None:
+        return df.set_crs(crs, allow_override=True)
+    if df.crs is None and _fits_degrees(df):
+        return df.set_crs(4326)
+    raise InputError(f"{path}: the coordinates do not fit degrees and the file names no CRS; pass --crs "
+                     "EPSG:xxxx (the CRS of its coordinates)")
+
+
+def score_vectors(pred: Path | None, gt: Path, spacing: float, snap: float, crs=None) -> dict:
+    """APLS of two road-vector files (``pred`` None: no prediction, scored 0), both projected to a local metric
+    CRS; also the km of each."""
     gt_df = read_lines(gt)
     if gt_df.empty:
         raise InputError(f"{gt} holds no LineString features: it cannot be road ground truth")
-    if gt_df.crs is None:
-        raise InputError(f"{gt} has no CRS; APLS needs coordinates in metres")
-    pred_df = read_lines(pred)
-    if pred_df.crs is None:
-        raise InputError(f"{pred} has no CRS; cannot compare it with {gt}")
-    if pred_df.crs != gt_df.crs:
-        pred_df = pred_df.to_crs(gt_df.crs)  # reproject the proposal onto the ground truth's CRS
+    gt_df = with_crs(gt_df, gt, crs)
+    pred_df = with_crs(read_lines(pred), pred, crs) if pred is not None else gt_df.iloc[:0]
     g, p = _metric_lines(gt_df, pred_df)
     res = apls_score(g, p, spacing, snap)
     res["gt_km"] = sum(x.length for x in g) / 1000
@@ -87,7 +107,8 @@ def score_vectors(pred: Path, gt: Path, spacing: float, snap: float) -> dict:
 
 
 def run_score(pred: Path, gt: Path, threshold=None, slack: int = 0, apls: bool = True, node_spacing_m: float = 50.0,
-              snap_m: float = 4.0, gsd=None, convention: str = "spacenet", json_out=None, csv_out=None) -> dict:
+              snap_m: float = 4.0, gsd=None, convention: str = "spacenet", json_out=None, csv_out=None,
+              skip_unmatched: bool = False, crs=None) -> dict:
     """Score predictions against ground truth (files or folders matched by stem): per-file rows, aggregate,
     unmatched names; optionally written as JSON / CSV."""
     if convention != "spacenet":
@@ -121,14 +142,26 @@ def run_score(pred: Path, gt: Path, threshold=None, slack: int = 0, apls: bool =
                                     "or --no-apls")
                 row["apls"] = apls_from_masks(gm, pm, res_gsd, node_spacing_m, snap_m)
         else:
-            row.update(score_vectors(p, g, node_spacing_m, snap_m))
+            row.update(score_vectors(p, g, node_spacing_m, snap_m, crs))
         rows.append(row)
+    if not skip_unmatched:  # the SpaceNet convention: a ground truth without a prediction scores 0
+        for name, g in only_gt:
+            row = {"name": name, "missing_prediction": True}
+            if _kind(g) == "mask":
+                gm, ggsd = read_label(g)
+                row.update(counts.add(np.zeros_like(gm), gm, name))
+                if apls:
+                    row["apls"] = 0.0
+            else:
+                row.update(score_vectors(None, g, node_spacing_m, snap_m, crs))
+            rows.append(row)
     summary = counts.summary() if counts.per_image else {}
     apls_vals = [r["apls"] for r in rows if "apls" in r]
     if apls_vals:
         summary["apls"] = float(np.mean(apls_vals))
     summary["images"] = len(rows)
-    result = {"per_image": rows, "aggregate": summary, "unmatched_pred": only_pred, "unmatched_gt": only_gt}
+    result = {"per_image": rows, "aggregate": summary, "unmatched_pred": only_pred,
+              "unmatched_gt": [n for n, _ in only_gt], "unmatched_gt_scored_zero": not skip_unmatched}
     if json_out:
         with atomic_open(json_out, overwrite=True) as f:
             json.dump(result, f, indent=1, default=float)

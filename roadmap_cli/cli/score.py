@@ -22,12 +22,18 @@ def score(
     convention: str = typer.Option("spacenet", "--convention", help="APLS convention: spacenet."),
     json_out: Optional[Path] = typer.Option(None, "--json", help="Write all scores as JSON to this file."),
     csv_out: Optional[Path] = typer.Option(None, "--csv", help="Write per-file scores and the ALL row as CSV."),
+    skip_unmatched: bool = typer.Option(False, "--skip-unmatched",
+                                        help="Leave ground-truth files without a prediction out of the aggregate "
+                                             "(default: they score 0, as SpaceNet scores them)."),
+    crs: Optional[str] = typer.Option(None, "--crs", help="CRS of road files that name none and whose coordinates "
+                                                          "are not degrees, e.g. EPSG:32611."),
 ):
     """Pixel metrics and APLS of predictions against ground truth."""
     from ..score import run_score
 
     print_scores(run_score(pred, gt, threshold=threshold, slack=slack, apls=apls, node_spacing_m=node_spacing_m,
-                           snap_m=snap_m, gsd=gsd, convention=convention, json_out=json_out, csv_out=csv_out))
+                           snap_m=snap_m, gsd=gsd, convention=convention, json_out=json_out, csv_out=csv_out,
+                           skip_unmatched=skip_unmatched, crs=crs))
 
 
 def _fmt(v) -> str:
@@ -60,4 +66,8 @@ def print_scores(result: dict) -> None:
     for side in ("pred", "gt"):
         names = result[f"unmatched_{side}"]
         if names:
-            con.print(f"[yellow]{len(names)} {side} file(s) without a partner:[/yellow] {', '.join(names[:10])}")
+            how = ""
+            if side == "gt":
+                how = (" (scored 0 in the aggregate; --skip-unmatched leaves them out)"
+                       if result["unmatched_gt_scored_zero"] else " (left out: --skip-unmatched)")
+            con.print(f"[yellow]{len(names)} {side} file(s) without a partner{how}:[/yellow] {', '.join(names[:10])}")

@@ -181,13 +181,20 @@ def test_score_folders_json_csv_and_unmatched(cli, tmp_path):
         _save(gt / f"{name}.png", m)
         _save(pred / f"{name}.png", m)
     _save(gt / "only_gt.png", m)
-    code, out, err = cli("score", pred, gt, "--gsd", "1", "--json", tmp_path / "s.json", "--csv", tmp_path / "s.csv")
+    code, out, err = cli("score", pred, gt, "--gsd", "1", "--json", tmp_path / "s.json", "--csv", tmp_path / "s.csv",
+                         "--skip-unmatched")
     assert code == 0, err
     res = json.loads((tmp_path / "s.json").read_text())
     assert res["aggregate"]["f1"] == 1.0 and res["aggregate"]["apls"] == pytest.approx(1.0, abs=1e-4)
     assert res["unmatched_gt"] == ["only_gt"] and "only_gt" in out
     rows = list(csv.DictReader(open(tmp_path / "s.csv")))
     assert [r["name"] for r in rows] == ["a", "b", "ALL"]
+    # by default (SpaceNet's convention) the ground truth without a prediction scores 0, and the output says so
+    code, out, err = cli("score", pred, gt, "--gsd", "1", "--json", tmp_path / "d.json")
+    res = json.loads((tmp_path / "d.json").read_text())
+    assert res["aggregate"]["apls"] == pytest.approx(2 / 3, abs=1e-4) and res["aggregate"]["recall"] == pytest.approx(
+        2 / 3) and res["aggregate"]["images"] == 3
+    assert [r["name"] for r in res["per_image"]][-1] == "only_gt" and "scored 0" in " ".join(out.split())
 
 
 def test_score_bad_inputs(cli, tmp_path):
@@ -222,3 +229,71 @@ def test_score_vectors_reprojects_other_crs(cli, tmp_path, shared):
 def test_score_convention_not_implemented_is_clear(cli, tmp_path):
     code, _, err = cli("score", tmp_path, tmp_path, "--convention", "sat2graph")
     assert code == 2 and "not implemented" in err
+
+
+def _grid(tmp_path, crs, name, shift=0.0):
+    """A 2 km street grid near Las Vegas (UTM 11N), written in ``crs``; ``shift`` moves it east (metres)."""
+    import geopandas as gpd
+    from shapely.geometry import LineString
+    x0, y0 = 660000.0 + shift, 4010000.0
+    lines = [LineString([(x0 + i * 400, y0), (x0 + i * 400, y0 + 2000)]) for i in range(6)]
+    lines += [LineString([(x0, y0 + i * 400), (x0 + 2000, y0 + i * 400)]) for i in range(6)]
+    df = gpd.GeoDataFrame(geometry=lines, crs="EPSG:32611").to_crs(crs)
+    path = tmp_path / f"{name}.gpkg"
+    df.to_file(path)
+    return path
+
+
+@pytest.mark.parametrize("crs", ["EPSG:3857", "EPSG:2229", "EPSG:4326"])
+def test_vector_scores_do_not_depend_on_the_crs(cli, tmp_path, crs):
+    """Lengths are ground metres whatever the CRS: Web Mercator (x1.25 here), US feet, degrees score as UTM."""
+    scores = []
+    for c in ("EPSG:32611", crs):
+        gt = _grid(tmp_path, c, f"gt_{c[5:]}")
+        pred = _grid(tmp_path, c, f"pred_{c[5:]}", shift=3.0)  # within SpaceNet's 4 m snap
+        code, _, err = cli("score", pred, gt, "--json", tmp_path / f"{c[5:]}.json")
+        assert code == 0, err
+        scores.append(json.loads((tmp_path / f"{c[5:]}.json").read_text())["per_image"][0])
+    assert scores[0]["apls"] == pytest.approx(scores[1]["apls"], abs=2e-3)
+    assert scores[0]["gt_km"] == pytest.approx(scores[1]["gt_km"], rel=2e-3) == pytest.approx(24.0, rel=2e-3)
+
+
+def test_identical_inputs_score_exactly_one(shared):
+    import geopandas as gpd
+    df = gpd.read_file(shared / "spacenet3-vegas-apls" / "AOI_2_Vegas_img0_roads_gt.geojson")
+    g = list(df.to_crs(df.estimate_utm_crs()).geometry)
+    assert apls(g, g) == {"apls": 1.0, "gt_to_prop": 1.0, "prop_to_gt": 1.0}
+
+
+def test_geojson_without_crs(cli, tmp_path):
+    import geopandas as gpd
+    utm = gpd.read_file(_grid(tmp_path, "EPSG:32611", "g"))
+    text = json.loads(utm.to_json())
+    text.pop("crs", None)  # UTM coordinates, no "crs" member
+    (tmp_path / "nocrs.geojson").write_text(json.dumps(text))
+    code, _, err = cli("score", tmp_path / "nocrs.geojson", tmp_path / "nocrs.geojson")
+    assert code == 2 and "do not fit degrees" in err and "--crs" in err and "internal error" not in err
+    code, out, err = cli("score", tmp_path / "nocrs.geojson", tmp_path / "g.gpkg", "--crs", "EPSG:32611", "--json",
+                         tmp_path / "r.json")
+    assert code == 0, err
+    assert json.loads((tmp_path / "r.json").read_text())["aggregate"]["apls"] == 1.0
+    ll = json.loads(utm.to_crs(4326).to_json())
+    ll.pop("crs", None)  # degrees without a crs member: RFC 7946's WGS 84
+    (tmp_path / "deg.geojson").write_text(json.dumps(ll))
+    code, _, err = cli("score", tmp_path / "deg.geojson", tmp_path / "g.gpkg", "--json", tmp_path / "q.json")
+    assert code == 0, err
+    assert json.loads((tmp_path / "q.json").read_text())["aggregate"]["apls"] == pytest.approx(1.0, abs=1e-6)
+
+
+def test_blocked_apls_equals_all_at_once():
+    """Dijkstra in blocks of sources (bounded memory) gives the same score as one block."""
+    from roadmap_cli.metrics.apls import densify, graph_from_lines, one_direction
+    rng = np.random.default_rng(3)
+    lines = [LineString([(x, 0), (x, 1000)]) for x in range(0, 1001, 250)]
+    lines += [LineString([(0, y), (1000, y)]) for y in range(0, 1001, 250)]
+    prop = [LineString(np.asarray(ln.coords) + rng.normal(0, 1.5, (2, 2))) for ln in lines[:-2]]
+    g, p = densify(graph_from_lines(lines), 50), densify(graph_from_lines(prop), 50)
+    whole = one_direction(g, p, 4.0, block=10 ** 6)
+    assert 0 < whole < 1
+    for block in (1, 7, 64):
+        assert one_direction(g, p, 4.0, block=block) == pytest.approx(whole, abs=1e-12)
