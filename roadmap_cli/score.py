@@ -11,7 +11,7 @@ import numpy as np
 
 from .errors import InputError
 from .io.atomic import atomic_open, check_output_path
-from .io.images import read_label, read_prediction
+from .io.images import read_label, read_prediction, resample_mask
 from .io.vectors import read_lines
 from .metrics.apls import apls as apls_score
 from .metrics.apls import apls_from_masks
@@ -108,13 +108,14 @@ def score_vectors(pred: Path | None, gt: Path, spacing: float, snap: float, crs=
 
 def run_score(pred: Path, gt: Path, threshold=None, slack: int = 0, apls: bool = True, node_spacing_m: float = 50.0,
               snap_m: float = 4.0, gsd=None, convention: str = "spacenet", json_out=None, csv_out=None,
-              skip_unmatched: bool = False, crs=None) -> dict:
+              skip_unmatched: bool = False, crs=None, gt_threshold: float | None = None) -> dict:
     """Score predictions against ground truth (files or folders matched by stem): per-file rows, aggregate,
     unmatched names; optionally written as JSON / CSV."""
     if convention != "spacenet":
         raise InputError(f"--convention {convention!r} is not implemented; only 'spacenet' (SpaceNet 3 APLS) is")
-    if threshold is not None and not 0 < threshold < 1:
-        raise InputError("--threshold must be between 0 and 1")
+    for flag, value in (("--threshold", threshold), ("--gt-threshold", gt_threshold)):
+        if value is not None and not 0 < value < 1:
+            raise InputError(f"{flag} must be between 0 and 1")
     for flag, value in (("--node-spacing-m", node_spacing_m), ("--snap-m", snap_m), ("--gsd", gsd)):
         if value is not None and not (0 < value < float("inf")):
             raise InputError(f"{flag} must be a positive number, got {value}")
@@ -133,7 +134,11 @@ def run_score(pred: Path, gt: Path, threshold=None, slack: int = 0, apls: bool =
         row = {"name": name}
         if kp == "mask":
             pm, pgsd = read_prediction(p, threshold)
-            gm, ggsd = read_label(g)
+            gm, ggsd = read_label(g, gt_threshold)
+            if pm.shape != gm.shape:  # onto the label's grid: by georeferencing, or by size for plain images
+                row["resampled_from"] = f"{pm.shape[1]}x{pm.shape[0]}"
+                pm = resample_mask(pm, p, gm, g)
+                pgsd = ggsd
             row.update(counts.add(pm, gm, name))
             if apls:
                 res_gsd = gsd or ggsd or pgsd
@@ -148,7 +153,7 @@ def run_score(pred: Path, gt: Path, threshold=None, slack: int = 0, apls: bool =
         for name, g in only_gt:
             row = {"name": name, "missing_prediction": True}
             if _kind(g) == "mask":
-                gm, ggsd = read_label(g)
+                gm, ggsd = read_label(g, gt_threshold)
                 row.update(counts.add(np.zeros_like(gm), gm, name))
                 if apls:
                     row["apls"] = 0.0
@@ -172,7 +177,8 @@ def run_score(pred: Path, gt: Path, threshold=None, slack: int = 0, apls: bool =
         w.writeheader()
         for r in rows:
             w.writerow(r)
-        w.writerow({"name": "ALL", **{k: v for k, v in summary.items() if k in keys}})
+        w.writerow({"name": "ALL", **{k: v for k, v in summary.items() if k in keys}})  # pooled over the files
+        w.writerow({"name": "MEAN", **{k: summary[f"mean_{k}"] for k in keys if f"mean_{k}" in summary}})
         with atomic_open(csv_out, overwrite=True, newline="") as f:
             f.write(buf.getvalue())
     return result

@@ -13,6 +13,9 @@ def score(
     gt: Path = typer.Argument(..., help="Ground-truth file or folder."),
     threshold: Optional[float] = typer.Option(None, "--threshold",
                                               help="Cut probability predictions at this value, 0..1 (8-bit: of 255)."),
+    gt_threshold: Optional[float] = typer.Option(None, "--gt-threshold",
+                                                 help="Cut soft ground-truth labels at this value, 0..1 of their full "
+                                                      "scale (default: the label rule, half of it)."),
     slack: int = typer.Option(0, "--slack", help="Relaxed P/R/F1 tolerance in pixels (0 = off)."),
     apls: bool = typer.Option(True, "--apls/--no-apls", help="Compute APLS (masks are turned into graphs first)."),
     node_spacing_m: float = typer.Option(50.0, "--node-spacing-m", help="APLS control point spacing, metres."),
@@ -33,7 +36,7 @@ def score(
 
     print_scores(run_score(pred, gt, threshold=threshold, slack=slack, apls=apls, node_spacing_m=node_spacing_m,
                            snap_m=snap_m, gsd=gsd, convention=convention, json_out=json_out, csv_out=csv_out,
-                           skip_unmatched=skip_unmatched, crs=crs))
+                           skip_unmatched=skip_unmatched, crs=crs, gt_threshold=gt_threshold))
 
 
 def _fmt(v) -> str:
@@ -57,12 +60,17 @@ def print_scores(result: dict) -> None:
     for r in rows:
         t.add_row(r["name"], *[_fmt(r.get(c, "")) for c in cols])
     agg = result["aggregate"]
-    t.add_row("[bold]ALL[/bold]", *[_fmt(agg.get(c, "")) for c in cols])
+    t.add_row("[bold]ALL (pooled)[/bold]", *[_fmt(agg.get(c, "")) for c in cols])
+    if any(f"mean_{c}" in agg for c in cols):
+        t.add_row("[bold]MEAN (per file)[/bold]", *[_fmt(agg.get(f"mean_{c}", "")) for c in cols])
     con = Console()
     con.print(t)
-    extra = {k: v for k, v in agg.items() if k.startswith("mean_")}
-    if extra:
-        con.print("per-image means: " + ", ".join(f"{k[5:]} {v:.4f}" for k, v in extra.items()))
+    con.print("ALL: pixel scores from the counts pooled over all files (relaxed ones too), APLS the mean over the "
+              "files. MEAN: the mean of the per-file pixel scores.")
+    resampled = [r["name"] for r in rows if "resampled_from" in r]
+    if resampled:
+        con.print(f"{len(resampled)} prediction(s) on another grid were resampled onto their label's grid: "
+                  f"{', '.join(resampled[:10])}")
     for side in ("pred", "gt"):
         names = result[f"unmatched_{side}"]
         if names:

@@ -63,6 +63,35 @@ def _read_band(path: Path) -> tuple[np.ndarray, float | None]:
     return a, gsd
 
 
+def _grid(path: Path):
+    """(transform, CRS) of a georeferenced raster file, else None (a header read)."""
+    import rasterio
+    from rasterio.errors import NotGeoreferencedWarning
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", NotGeoreferencedWarning)
+        with rasterio.open(path) as ds:
+            return (ds.transform, ds.crs) if ds.crs is not None and not ds.transform.is_identity else None
+
+
+def resample_mask(mask: np.ndarray, path: Path, like: np.ndarray, like_path: Path) -> np.ndarray:
+    """A boolean mask read from ``path`` on the grid of ``like`` (read from ``like_path``): by georeferencing when
+    both files have it (area fraction >= 0.5), else by size (the images cover the same ground)."""
+    from PIL import Image
+
+    src, dst = _grid(path), _grid(like_path)
+    if src is not None and dst is not None:
+        from rasterio.enums import Resampling
+        from rasterio.warp import reproject
+
+        out = np.zeros(like.shape, np.float32)
+        reproject(mask.astype(np.float32), out, src_transform=src[0], src_crs=src[1], dst_transform=dst[0],
+                  dst_crs=dst[1], resampling=Resampling.average, dst_nodata=0)
+        return out >= 0.5
+    frac = Image.fromarray(mask.astype(np.float32)).resize(like.shape[::-1], Image.BILINEAR)
+    return np.asarray(frac) >= 0.5
+
+
 def _distinct(a: np.ndarray) -> np.ndarray:
     return np.unique(a) if a.size <= 4_000_000 else np.unique(a[:: max(1, a.size // 4_000_000)])
 
@@ -77,10 +106,13 @@ def label_mask(a: np.ndarray, name: str | Path = "label") -> np.ndarray:
     return a > full / 2
 
 
-def read_label(path: Path) -> tuple[np.ndarray, float | None]:
-    """A label file as a boolean road mask (:func:`label_mask`) and its ground resolution (None without
-    georeferencing)."""
+def read_label(path: Path, threshold: float | None = None) -> tuple[np.ndarray, float | None]:
+    """A label file as a boolean road mask (:func:`label_mask`, or ``value >= threshold`` of its full scale for soft
+    labels) and its ground resolution (None without georeferencing)."""
     a, gsd = _read_band(Path(path))
+    if threshold is not None:
+        full = 1.0 if (a.max() if a.size else 0) <= 1.0 else 255.0
+        return a >= threshold * full, gsd
     return label_mask(a, path), gsd
 
 

@@ -188,7 +188,7 @@ def test_score_folders_json_csv_and_unmatched(cli, tmp_path):
     assert res["aggregate"]["f1"] == 1.0 and res["aggregate"]["apls"] == pytest.approx(1.0, abs=1e-4)
     assert res["unmatched_gt"] == ["only_gt"] and "only_gt" in out
     rows = list(csv.DictReader(open(tmp_path / "s.csv")))
-    assert [r["name"] for r in rows] == ["a", "b", "ALL"]
+    assert [r["name"] for r in rows] == ["a", "b", "ALL", "MEAN"]
     # by default (SpaceNet's convention) the ground truth without a prediction scores 0, and the output says so
     code, out, err = cli("score", pred, gt, "--gsd", "1", "--json", tmp_path / "d.json")
     res = json.loads((tmp_path / "d.json").read_text())
@@ -202,8 +202,8 @@ def test_score_bad_inputs(cli, tmp_path):
     pred.mkdir(), gt.mkdir()
     _save(gt / "a.png", np.zeros((10, 10), np.uint8))
     _save(pred / "a.png", np.zeros((12, 10), np.uint8))
-    code, _, err = cli("score", pred, gt, "--no-apls")
-    assert code == 2 and "differs from the ground truth" in err
+    code, out, err = cli("score", pred, gt, "--no-apls")  # another size: resampled onto the label, and said
+    assert code == 0 and "resampled onto their label's grid: a" in " ".join(out.split())
     _save(pred / "a.png", (np.arange(100).reshape(10, 10) * 2).astype(np.uint8))
     code, _, err = cli("score", pred, gt, "--no-apls")
     assert code == 2 and "not a binary mask" in err and "--threshold" in err
@@ -297,3 +297,43 @@ def test_blocked_apls_equals_all_at_once():
     assert 0 < whole < 1
     for block in (1, 7, 64):
         assert one_direction(g, p, 4.0, block=block) == pytest.approx(whole, abs=1e-12)
+
+
+def test_pooled_and_per_image_relaxed_scores_are_both_reported_and_named():
+    c = PixelCounts(slack=1)
+    a = np.zeros((10, 10), bool)
+    a[0, :] = True
+    c.add(a, a)  # 10 of 10
+    b = np.zeros((10, 10), bool)
+    b[5, 5] = True
+    c.add(b, np.zeros_like(b))  # 1 false pixel
+    s = c.summary()
+    assert s["relaxed_precision"] == pytest.approx(10 / 11)  # pooled
+    assert s["mean_relaxed_precision"] == pytest.approx(0.5)  # per image: 1 and 0
+    assert s["precision"] == pytest.approx(10 / 11) and s["mean_precision"] == pytest.approx(0.5)
+
+
+def test_prediction_on_another_grid_is_resampled_and_soft_labels_take_a_gt_threshold(cli, tmp_path):
+    import rasterio
+    from rasterio.transform import from_origin
+    gt = np.zeros((100, 100), np.uint8)
+    gt[40:60, :] = 255
+    with rasterio.open(tmp_path / "g.tif", "w", driver="GTiff", width=100, height=100, count=1, dtype="uint8",
+                       crs="EPSG:32611", transform=from_origin(500000, 4000000, 1, 1)) as ds:
+        ds.write(gt, 1)
+    pred = np.zeros((50, 50), np.uint8)
+    pred[20:30, :] = 1  # the same road on a 2 m grid
+    with rasterio.open(tmp_path / "p.tif", "w", driver="GTiff", width=50, height=50, count=1, dtype="uint8",
+                       crs="EPSG:32611", transform=from_origin(500000, 4000000, 2, 2)) as ds:
+        ds.write(pred, 1)
+    code, out, err = cli("score", tmp_path / "p.tif", tmp_path / "g.tif", "--no-apls", "--json", tmp_path / "s.json")
+    assert code == 0, err
+    row = json.loads((tmp_path / "s.json").read_text())["per_image"][0]
+    assert row["resampled_from"] == "50x50" and row["f1"] == 1.0
+    soft = (np.linspace(0, 255, 100)[None, :].repeat(100, 0)).astype(np.uint8)  # a soft-edged label
+    _save(tmp_path / "soft.png", soft)
+    _save(tmp_path / "half.png", (soft >= 0.8 * 255).astype(np.uint8) * 255)
+    code, _, err = cli("score", tmp_path / "half.png", tmp_path / "soft.png", "--no-apls", "--gt-threshold", "0.8",
+                       "--json", tmp_path / "t.json")
+    assert code == 0, err
+    assert json.loads((tmp_path / "t.json").read_text())["aggregate"]["f1"] == 1.0
