@@ -48,7 +48,7 @@ from .io.raster import (
 )
 from .progress import SILENT, Reporter
 from .tiling import TileLayout, tile_ranges
-from .weights import load_model
+from .weights import load_model, model_domain
 
 log = logging.getLogger(__name__)
 
@@ -82,6 +82,7 @@ class ExtractOptions:
     bridge_m: float = 15.0
     raster_grid: str = "input"  # --prob-out / --mask-out / --preview on the scene's grid ("input") or "model"
     allow_pixel_coords: bool = False
+    random_weights: bool = False  # a variant without weights runs untrained (benchmarks only)
     overwrite: bool = False
     resume: bool = False
     graph_tile: int = 2048
@@ -129,6 +130,11 @@ class ExtractResult:
     gsd: float
     scene_gsd: tuple[float, float] = (1.0, 1.0)
     times: dict[str, float] = field(default_factory=dict)
+    model: str = ""
+    domain: str = ""  # where the weights come from ("trained on ...", "untrained ...", "weights from FILE")
+    valid_km2: float = 0.0  # ground area of the scene's valid pixels
+    prob_p99: float = 0.0  # 99th percentile of the road probability over valid pixels
+    notes: list[str] = field(default_factory=list)  # doubts about the result, one line each
 
 
 @dataclass
@@ -237,7 +243,7 @@ def _session(opts: ExtractOptions):
             raise InputError(f"{opts.scene} has no valid pixels (all nodata)")
         device = resolve_device(opts.device)
         dtype = resolve_precision(opts.precision, device)
-        model = load_model(opts.model, opts.weights, device)
+        model = load_model(opts.model, opts.weights, device, opts.random_weights)
         cfg = model.cfg
         scene, variation = ds, ground_scale_variation(ds) if opts.scene_gsd is None else 0.0
         if variation > 0.01:  # one scale factor does not fit the whole scene: work in its local UTM zone
@@ -307,7 +313,7 @@ def run_extract(opts: ExtractOptions, reporter: Reporter = SILENT) -> ExtractRes
             with _timed(times, "infer"):
                 _predict_stage(opts, s, stretch, TileCache(work / "tiles"), reporter)
             with _timed(times, "stitch"):
-                prob_r, mask_r = _blend_stage(s, TileCache(work / "tiles"), work, reporter)
+                prob_r, mask_r, stats = _blend_stage(s, TileCache(work / "tiles"), work, reporter)
             with _timed(times, "graph"):
                 g = _graph_stage(opts, s, prob_r, mask_r, work, reporter)
             with _timed(times, "write"):
@@ -324,9 +330,39 @@ def run_extract(opts: ExtractOptions, reporter: Reporter = SILENT) -> ExtractRes
     shutil.rmtree(work, ignore_errors=True)
     times["total"] = time.time() - t_start
     reporter.close()
-    return ExtractResult(Path(opts.scene), Path(opts.output), len(edges), len(nodes),
-                         float(edges["length_m"].sum() / 1000.0), s.layout.count, (s.grid.height, s.grid.width),
-                         s.grid.gsd, s.grid.scene_gsd, times)
+    result = ExtractResult(Path(opts.scene), Path(opts.output), len(edges), len(nodes),
+                           float(edges["length_m"].sum() / 1000.0), s.layout.count, (s.grid.height, s.grid.width),
+                           s.grid.gsd, s.grid.scene_gsd, times, s.model.cfg.name,
+                           model_domain(opts.model, opts.weights), stats["valid_px"] * s.grid.gsd ** 2 / 1e6,
+                           _percentile(stats["hist"], 0.99))
+    result.notes = _doubts(result, s.threshold)
+    for note in result.notes:
+        log.info("note: %s", note)
+    return result
+
+
+def _percentile(hist, q: float) -> float:
+    """The ``q`` quantile of a 100-bin histogram of values in [0, 1] (upper bin edge)."""
+    total = int(hist.sum())
+    if total == 0:
+        return 0.0
+    return float((np.searchsorted(np.cumsum(hist), q * total) + 1) / 100)
+
+
+MIN_ROAD_KM_PER_KM2 = 0.5  # far below any inhabited area's road density (rural Europe: ~1-2 km/km2)
+
+
+def _doubts(r: ExtractResult, threshold: float) -> list[str]:
+    """One line for each sign that the model does not know this imagery."""
+    advice = ("the model may not know this kind of imagery ({}); fine-tuning it on road vectors of your area "
+              "helps (roadmap datasets from-vectors, then roadmap train --init)").format(r.domain)
+    notes = []
+    if r.valid_km2 > 0 and r.prob_p99 < threshold / 2:
+        notes.append(f"road probabilities never approach the threshold (99th percentile {r.prob_p99:.2f}, "
+                     f"threshold {threshold:.2f}): " + advice)
+    elif r.valid_km2 >= 0.05 and r.km / r.valid_km2 < MIN_ROAD_KM_PER_KM2:
+        notes.append(f"only {r.km / r.valid_km2:.2f} km of road per km2 found: " + advice)
+    return notes
 
 
 @contextlib.contextmanager
@@ -355,8 +391,8 @@ def _blend_stage(s: _Session, cache: TileCache, work: Path, reporter: Reporter):
     def valid(r0, r1, c0, c1):
         return read_valid(s.ds, s.grid, s.bands, r0, r1, c0, c1)
 
-    blend_tiles(s.layout, cache, valid, s.threshold, prob_r, mask_r, reporter)
-    return prob_r, mask_r
+    stats = blend_tiles(s.layout, cache, valid, s.threshold, prob_r, mask_r, reporter)
+    return prob_r, mask_r, stats
 
 
 def _graph_stage(opts, s: _Session, prob_r, mask_r, work: Path, reporter: Reporter):

@@ -222,15 +222,28 @@ def model_from_checkpoint(path: str | Path, cfg: ModelConfig | None = None) -> t
     return net, ck
 
 
+def model_domain(model: str | Path | None, weights: str | Path | None) -> str:
+    """Where a model's weights come from, for the run summary: "trained on ..." (the registry's words for the
+    bundled model), "untrained (random weights)", or the user's checkpoint file."""
+    bundled = _registry()["bundled"]
+    if weights is None and (model is None or str(model) == bundled["default"]):
+        return "trained on " + bundled[bundled["default"]].get("domain", "the bundled data")
+    if weights is None and model is not None and Path(model).suffix not in (".pt", ".pth", ".ckpt"):
+        return "untrained (random weights)"
+    return f"weights from {Path(weights or model).name}"
+
+
 def load_model(model: str | Path | None = None, weights: str | Path | None = None,
-               device: str | torch.device = "cpu") -> AnchorSAM:
+               device: str | torch.device = "cpu", random_weights: bool = False) -> AnchorSAM:
     """Build a model from a variant name, a YAML, or a checkpoint file, and load weights (eval mode).
 
     * ``model`` is a checkpoint file -> its own config and weights.
     * ``model`` is a variant and ``weights`` a checkpoint -> shapes are checked against the variant first.
-    * ``model`` is None -> the bundled default model (or ``weights`` with its own config).
+    * ``model`` is None, or the bundled model's name -> the bundled default model (or ``weights`` with its own
+      config).
+    * ``model`` is a variant without ``weights`` -> refused, unless ``random_weights`` (benchmarks).
     """
-    if model is None and weights is None:
+    if weights is None and (model is None or str(model) == _registry()["bundled"]["default"]):
         model = default_model_path()
     if model is not None and Path(model).suffix in (".pt", ".pth", ".ckpt"):
         net, _ = model_from_checkpoint(model)
@@ -239,7 +252,14 @@ def load_model(model: str | Path | None = None, weights: str | Path | None = Non
     elif weights is not None:
         net, _ = model_from_checkpoint(weights, load_variant(str(model)))
     else:
-        net = build_checked(load_variant(str(model)), model)
+        cfg = load_variant(str(model))  # a broken config says so first
+        if not random_weights:
+            raise CheckpointError(f"--model {model} is a variant without trained weights: pass --weights CHECKPOINT "
+                                  f"(a roadmap checkpoint of that variant), train one (roadmap train --model {model} "
+                                  "--sam2-checkpoint ...), or fine-tune the bundled model on your own imagery "
+                                  "(roadmap datasets from-vectors, then roadmap train --init); --random-weights runs "
+                                  "untrained weights, for benchmarks only")
+        net = build_checked(cfg, model)
     return net.to(device).eval()
 
 

@@ -30,6 +30,10 @@ def test_readme_first_command_gives_a_non_empty_graph_on_the_example(cli, tmp_pa
     out = tmp_path / "roads.gpkg"
     code, stdout, err = cli("extract", EXAMPLES / "vegas_img0.tif", "-o", out, "--preview", tmp_path / "p.png")
     assert code == 0, err
+    # an honest console: the model and what it knows, and doubt where the result is implausible (it is: see the card)
+    text = " ".join(stdout.split())
+    assert "roadmap-compact, trained on aerial RGB at 1 m, Massachusetts" in text
+    assert "note: road probabilities never approach the threshold" in text and "from-vectors" in text
     import geopandas as gpd
     edges = gpd.read_file(out, layer="edges")
     assert len(edges) > 0 and (edges["length_m"] > 0).all()
@@ -41,3 +45,22 @@ def test_readme_first_command_gives_a_non_empty_graph_on_the_example(cli, tmp_pa
     code, stdout, err = cli("score", out, EXAMPLES / "vegas_img0_roads_gt.geojson")
     assert code == 0, err
     assert "apls" in stdout
+
+
+def test_a_variant_without_weights_is_refused(cli, tmp_path):
+    code, _, err = cli("extract", EXAMPLES / "vegas_img0.tif", "-o", tmp_path / "r.gpkg", "--model", "anchor-sam-t")
+    assert code == 2 and "without trained weights" in err and "--weights" in err and "--sam2-checkpoint" in err
+    assert "--random-weights" in err and not (tmp_path / "r.gpkg.roadmap-work").exists()
+    code, out, err = cli("extract", EXAMPLES / "vegas_img0.tif", "-o", tmp_path / "b.gpkg", "--model",
+                         "roadmap-compact")  # the bundled model's own name: its bundled weights
+    assert code == 0 and "trained on aerial RGB" in " ".join(out.split())
+
+
+def test_random_weights_only_on_request(cli, tmp_path, tiny_cfg):
+    import yaml
+    v = tmp_path / "tiny.yaml"
+    v.write_text(yaml.safe_dump(tiny_cfg.to_dict()))
+    code, out, err = cli("extract", EXAMPLES / "vegas_img0.tif", "-o", tmp_path / "r.gpkg", "--model", v,
+                         "--random-weights", "--tile", "128")
+    assert code == 0, err
+    assert "trained on untrained (random weights)" not in out and "untrained (random weights)" in " ".join(out.split())

@@ -55,6 +55,8 @@ def extract(
                                      help="Douglas-Peucker tolerance of the edge geometry, metres (0 = off)."),
     bridge_m: float = typer.Option(15.0, "--bridge-m",
                                    help="Largest gap in metres bridged from a dead end to the road ahead (0 = off)."),
+    random_weights: bool = typer.Option(False, "--random-weights",
+                                        help="Run a variant without trained weights (benchmarks only)."),
     allow_pixel_coords: bool = typer.Option(False, "--allow-pixel-coords",
                                             help="Accept rasters without georeferencing (outputs in source pixel "
                                                  "coordinates; give --scene-gsd)."),
@@ -100,12 +102,15 @@ def print_summary(r) -> None:
     """The table after a run."""
     print_table(f"roads of {Path(r.scene).name}", [
         ("output", str(r.output)),
+        ("model", f"{r.model}, {r.domain}"),
         ("road length", f"{r.km:.2f} km"),
         ("nodes / edges", f"{r.nodes} / {r.edges}"),
         ("resolution", f"scene {r.scene_gsd[0]:.3f} x {r.scene_gsd[1]:.3f} m/px, model {r.gsd:.2f} m/px (ground)"),
         ("tiles", f"{r.tiles} on a {r.grid[1]} x {r.grid[0]} grid at {r.gsd:.2f} m/px"),
         ("time", ", ".join(f"{k} {v:.1f} s" for k, v in r.times.items())),
     ])
+    for note in r.notes:
+        print(f"note: {note}")
 
 
 def _ground(grid) -> str:

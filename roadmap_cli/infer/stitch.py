@@ -93,15 +93,20 @@ def predict_tiles(layout: TileLayout, read_tile, predictor: Predictor, cache: Ti
 
 
 def blend_tiles(layout: TileLayout, cache: TileCache, read_valid, threshold: float, prob_out, mask_out,
-                reporter: Reporter = SILENT) -> None:
+                reporter: Reporter = SILENT) -> dict:
     """Blend the cached tiles block by block; write probabilities (-1 = nodata) to ``prob_out`` and the mask
     (``>= threshold``, 255 = nodata) to ``mask_out`` (both ``write(r0, c0, array)``).  ``read_valid(r0, r1, c0,
-    c1)`` gives the validity of a working-grid window."""
+    c1)`` gives the validity of a working-grid window.  Returns ``valid_px`` and ``hist``, the histogram of the
+    valid pixels' probabilities in 100 bins of 0.01 (the plausibility check of the run)."""
+    hist = np.zeros(100, np.int64)
+    valid_px = 0
     reporter.start("stitch", layout.block_count())
     for row, col in layout.blocks():
         (a, b, _), (c, d, _) = row, col
         p = blend_block(layout, row, col, cache.get)
         valid = read_valid(a, b, c, d)
+        hist += np.bincount(np.clip((p[valid] * 100).astype(np.int64), 0, 99), minlength=100)
+        valid_px += int(valid.sum())
         m = (p >= threshold).astype(np.uint8)
         p[~valid] = -1.0
         m[~valid] = 255
@@ -109,3 +114,4 @@ def blend_tiles(layout: TileLayout, cache: TileCache, read_valid, threshold: flo
         mask_out.write(a, c, m)
         reporter.advance("stitch")
     cache.clear()
+    return {"valid_px": valid_px, "hist": hist}
