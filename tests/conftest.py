@@ -47,6 +47,27 @@ def tiny_ckpt(tmp_path_factory, tiny_cfg):
     return path
 
 
+class BrightModel(torch.nn.Module):
+    """A stand-in model: road wherever the image is bright (> 150), so the extracted graph is the drawn roads."""
+
+    def __init__(self, cfg):
+        super().__init__()
+        self.cfg = cfg
+        self.w = torch.nn.Parameter(torch.zeros(1))
+
+    def normalize(self, x):
+        return x
+
+    def forward(self, x):
+        return (x[:, :1] > 150).float() * 20 - 10 + 0 * self.w
+
+
+@pytest.fixture(scope="session")
+def bright(tiny_cfg):
+    """A :class:`BrightModel` with the tiny test config."""
+    return BrightModel(tiny_cfg)
+
+
 @pytest.fixture(scope="session")
 def shared():
     if not SHARED.is_dir():

@@ -7,7 +7,6 @@ import geopandas as gpd
 import numpy as np
 import pytest
 import rasterio
-import torch
 from pyproj import Geod, Transformer
 from rasterio.transform import from_origin
 from scipy import ndimage
@@ -29,20 +28,6 @@ EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "vegas_img0.tif"
 SRC_M = 0.5  # ground metres per source pixel of the synthetic scenes
 SIZE = 320  # source pixels: 160 m on the ground
 
-
-class Bright(torch.nn.Module):
-    """Road where the image is bright (so the extracted graph is the drawn roads)."""
-
-    def __init__(self, cfg):
-        super().__init__()
-        self.cfg = cfg
-        self.w = torch.nn.Parameter(torch.zeros(1))
-
-    def normalize(self, x):
-        return x
-
-    def forward(self, x):
-        return (x[:, :1] > 150).float() * 20 - 10 + 0 * self.w
 
 
 def _res(crs: str, lat: float) -> tuple[float, float, float, float]:
@@ -85,14 +70,14 @@ def _true_length(path) -> float:
 
 @pytest.mark.parametrize("crs", ["EPSG:3857", "EPSG:4326"])
 @pytest.mark.parametrize("lat", [0.0, 22.0, 45.0, 60.0])
-def test_square_ground_pixels_and_geodesic_lengths(tmp_path, tiny_cfg, monkeypatch, crs, lat):
+def test_square_ground_pixels_and_geodesic_lengths(tmp_path, bright, monkeypatch, crs, lat):
     scene = _scene(tmp_path / "s.tif", crs, lat)
     with open_raster(scene) as ds:
         gx, gy = pixel_ground_size(ds)
         assert gx == pytest.approx(SRC_M, rel=0.01) and gy == pytest.approx(SRC_M, rel=0.01)
         grid = working_grid(ds, 1.0)
     assert abs(grid.width - SIZE / 2) <= 2 and abs(grid.height - SIZE / 2) <= 2  # 1 m working pixels, square
-    monkeypatch.setattr(ex, "load_model", lambda *a, **k: Bright(tiny_cfg))
+    monkeypatch.setattr(ex, "load_model", lambda *a, **k: bright)
     out = tmp_path / "r.gpkg"
     r = ex.run_extract(ex.ExtractOptions(scene=scene, output=out, tile=128, overlap=32, prob_out=tmp_path / "p.tif",
                                          min_spur_m=0, min_component_m=0, raster_grid="model"))
@@ -145,13 +130,13 @@ def test_scene_gsd_for_images_without_georeferencing(cli, tmp_path):
         assert (same.width, same.height) == (SIZE, SIZE)
 
 
-def test_scene_gsd_lengths_and_messages(cli, tmp_path, monkeypatch, tiny_cfg):
+def test_scene_gsd_lengths_and_messages(cli, tmp_path, monkeypatch, bright):
     plain = tmp_path / "plain.tif"
     m = np.zeros((SIZE, SIZE), bool)
     m[SIZE // 2 - 8:SIZE // 2 + 9, :] = True
     with rasterio.open(plain, "w", driver="GTiff", width=SIZE, height=SIZE, count=3, dtype="uint8") as ds:
         ds.write(np.stack([np.where(m, 200, 60).astype(np.uint8)] * 3))
-    monkeypatch.setattr(ex, "load_model", lambda *a, **k: Bright(tiny_cfg))
+    monkeypatch.setattr(ex, "load_model", lambda *a, **k: bright)
     code, out, err = cli("extract", plain, "-o", tmp_path / "r.gpkg", "--allow-pixel-coords", "--scene-gsd", "0.5",
                          "--tile", "128", "--min-spur-m", "0")
     assert code == 0, err
@@ -199,7 +184,7 @@ def test_jpeg_and_lossless_copies_give_the_same_probabilities(tmp_path):
     assert np.abs(imgs[0] - imgs[1]).max() <= 12 and np.abs(imgs[0] - imgs[1]).mean() < 1
 
 
-def test_scene_too_large_for_one_scale_is_warped_to_utm(tmp_path, tiny_cfg, monkeypatch, caplog):
+def test_scene_too_large_for_one_scale_is_warped_to_utm(tmp_path, bright, monkeypatch, caplog):
     """A 100 km EPSG:3857 scene at 60 N (scale factor varies by > 1 %): warped block by block to its UTM zone, the
     graph comes back in EPSG:3857 with geodesic lengths, the working pixels are square on the ground everywhere."""
     size, cell = 400, 250.0  # 250 m ground pixels: 100 km
@@ -213,7 +198,7 @@ def test_scene_too_large_for_one_scale_is_warped_to_utm(tmp_path, tiny_cfg, monk
                        crs="EPSG:3857", transform=from_origin(x0, y0 + k * size / 2, k, k)) as ds:
         ds.write(np.stack([np.where(m, 200, 60).astype(np.uint8)] * 3))
         assert ground_scale_variation(ds) > 0.01
-    monkeypatch.setattr(ex, "load_model", lambda *a, **kw: Bright(tiny_cfg))
+    monkeypatch.setattr(ex, "load_model", lambda *a, **kw: bright)
     out = tmp_path / "r.gpkg"
     with caplog.at_level("WARNING"):
         r = ex.run_extract(ex.ExtractOptions(scene=scene, output=out, tile=128, overlap=32, gsd=cell,

@@ -8,7 +8,6 @@ import subprocess
 import numpy as np
 import pytest
 import rasterio
-import torch
 from PIL import Image
 from rasterio.transform import from_origin
 from scipy import ndimage
@@ -18,18 +17,6 @@ from roadmap_cli.report import colour
 
 CHROMIUM = next((shutil.which(b) for b in ("chromium", "chromium-browser", "google-chrome") if shutil.which(b)), None)
 
-
-class Bright(torch.nn.Module):
-    def __init__(self, cfg):
-        super().__init__()
-        self.cfg = cfg
-        self.w = torch.nn.Parameter(torch.zeros(1))
-
-    def normalize(self, x):
-        return x
-
-    def forward(self, x):
-        return (x[:, :1] > 150).float() * 20 - 10 + 0 * self.w
 
 
 def _scene(path, size):
@@ -45,11 +32,11 @@ def _scene(path, size):
 
 
 @pytest.fixture(scope="module")
-def report(tmp_path_factory, tiny_cfg):
+def report(tmp_path_factory, bright):
     tmp = tmp_path_factory.mktemp("report")
     scene = _scene(tmp / "s.tif", 1300)
     real = ex.load_model
-    ex.load_model = lambda *a, **k: Bright(tiny_cfg)
+    ex.load_model = lambda *a, **k: bright
     try:
         ex.run_extract(ex.ExtractOptions(scene=scene, output=tmp / "r.gpkg", tile=512, report=tmp / "r.html"))
     finally:
