@@ -14,7 +14,9 @@ from .io.atomic import atomic_open, check_output_path
 from .io.images import read_label, read_prediction, resample_mask
 from .io.vectors import read_lines
 from .metrics.apls import apls as apls_score
-from .metrics.apls import apls_from_masks
+from .metrics.apls import lines_from_mask
+from .metrics.apls_sat2graph import PRESETS as SAT2GRAPH_PRESETS
+from .metrics.apls_sat2graph import apls_sat2graph
 from .metrics.pixel import PixelCounts
 
 MASK_EXT = {".png", ".tif", ".tiff", ".jpg", ".jpeg"}
@@ -91,7 +93,21 @@ def with_crs(df, path: Path, crs=None):
                      "EPSG:xxxx (the CRS of its coordinates)")
 
 
-def score_vectors(pred: Path | None, gt: Path, spacing: float, snap: float, crs=None) -> dict:
+def apls_function(convention: str = "spacenet", spacing: float = 50.0, snap: float = 4.0, preset: str = "default"):
+    """``f(gt_lines, prop_lines) -> {apls, gt_to_prop, prop_to_gt}`` of a convention: ``spacenet`` (SpaceNet 3:
+    control points every ``spacing`` m, ``snap`` m snapping, harmonic mean) or ``sat2graph`` (the Go APLS of
+    Sat2Graph / RNGDet++ / SAM-Road with its ``preset``: 2 m hops, 10 m one-to-one snapping, 100 m (30 m) minimum
+    path, arithmetic mean)."""
+    if convention == "spacenet":
+        return lambda g, p: apls_score(g, p, spacing, snap)
+    if convention == "sat2graph":
+        if preset not in SAT2GRAPH_PRESETS:
+            raise InputError(f"--sat2graph-preset must be one of {', '.join(SAT2GRAPH_PRESETS)}, got {preset!r}")
+        return lambda g, p: apls_sat2graph(g, p, preset)
+    raise InputError(f"--convention must be spacenet or sat2graph, got {convention!r}")
+
+
+def score_vectors(pred: Path | None, gt: Path, spacing: float, snap: float, crs=None, apls_fn=None) -> dict:
     """APLS of two road-vector files (``pred`` None: no prediction, scored 0), both projected to a local metric
     CRS; also the km of each."""
     gt_df = read_lines(gt)
@@ -100,7 +116,7 @@ def score_vectors(pred: Path | None, gt: Path, spacing: float, snap: float, crs=
     gt_df = with_crs(gt_df, gt, crs)
     pred_df = with_crs(read_lines(pred), pred, crs) if pred is not None else gt_df.iloc[:0]
     g, p = _metric_lines(gt_df, pred_df)
-    res = apls_score(g, p, spacing, snap)
+    res = (apls_fn or apls_function("spacenet", spacing, snap))(g, p)
     res["gt_km"] = sum(x.length for x in g) / 1000
     res["pred_km"] = sum(x.length for x in p) / 1000
     return res
@@ -108,11 +124,11 @@ def score_vectors(pred: Path | None, gt: Path, spacing: float, snap: float, crs=
 
 def run_score(pred: Path, gt: Path, threshold=None, slack: int = 0, apls: bool = True, node_spacing_m: float = 50.0,
               snap_m: float = 4.0, gsd=None, convention: str = "spacenet", json_out=None, csv_out=None,
-              skip_unmatched: bool = False, crs=None, gt_threshold: float | None = None) -> dict:
+              skip_unmatched: bool = False, crs=None, gt_threshold: float | None = None,
+              sat2graph_preset: str = "default") -> dict:
     """Score predictions against ground truth (files or folders matched by stem): per-file rows, aggregate,
     unmatched names; optionally written as JSON / CSV."""
-    if convention != "spacenet":
-        raise InputError(f"--convention {convention!r} is not implemented; only 'spacenet' (SpaceNet 3 APLS) is")
+    apls_fn = apls_function(convention, node_spacing_m, snap_m, sat2graph_preset)
     for flag, value in (("--threshold", threshold), ("--gt-threshold", gt_threshold)):
         if value is not None and not 0 < value < 1:
             raise InputError(f"{flag} must be between 0 and 1")
@@ -145,9 +161,9 @@ def run_score(pred: Path, gt: Path, threshold=None, slack: int = 0, apls: bool =
                 if res_gsd is None:
                     raise InputError(f"{name}: masks without georeferencing need --gsd (m/px) for APLS, "
                                     "or --no-apls")
-                row["apls"] = apls_from_masks(gm, pm, res_gsd, node_spacing_m, snap_m)
+                row.update(apls_fn(lines_from_mask(gm, res_gsd), lines_from_mask(pm, res_gsd)))
         else:
-            row.update(score_vectors(p, g, node_spacing_m, snap_m, crs))
+            row.update(score_vectors(p, g, node_spacing_m, snap_m, crs, apls_fn))
         rows.append(row)
     if not skip_unmatched:  # the SpaceNet convention: a ground truth without a prediction scores 0
         for name, g in only_gt:
@@ -158,12 +174,16 @@ def run_score(pred: Path, gt: Path, threshold=None, slack: int = 0, apls: bool =
                 if apls:
                     row["apls"] = 0.0
             else:
-                row.update(score_vectors(None, g, node_spacing_m, snap_m, crs))
+                row.update(score_vectors(None, g, node_spacing_m, snap_m, crs, apls_fn))
+                row["apls"] = 0.0  # scored 0, whatever the convention says of an empty prediction
             rows.append(row)
     summary = counts.summary() if counts.per_image else {}
     apls_vals = [r["apls"] for r in rows if "apls" in r]
-    if apls_vals:
-        summary["apls"] = float(np.mean(apls_vals))
+    if apls_vals:  # NaN (sat2graph: a direction with no counted pair) is left out, as SAM-Road's SpaceNet script does
+        finite = [v for v in apls_vals if not np.isnan(v)]
+        summary["apls"] = float(np.mean(finite)) if finite else float("nan")
+        summary["apls_nan"] = len(apls_vals) - len(finite)
+    summary["convention"] = convention
     summary["images"] = len(rows)
     result = {"per_image": rows, "aggregate": summary, "unmatched_pred": only_pred,
               "unmatched_gt": [n for n, _ in only_gt], "unmatched_gt_scored_zero": not skip_unmatched}

@@ -22,7 +22,12 @@ def score(
     snap_m: float = typer.Option(4.0, "--snap-m", help="APLS snapping distance, metres."),
     gsd: Optional[float] = typer.Option(None, "--gsd", help="Ground resolution of masks without georeferencing, "
                                                            "m/px (for APLS)."),
-    convention: str = typer.Option("spacenet", "--convention", help="APLS convention: spacenet."),
+    convention: str = typer.Option("spacenet", "--convention",
+                                   help="APLS convention: spacenet (SpaceNet 3: 4 m snap, harmonic mean) or sat2graph "
+                                        "(Sat2Graph/RNGDet++/SAM-Road Go APLS: 10 m one-to-one snap, mean)."),
+    sat2graph_preset: str = typer.Option("default", "--sat2graph-preset",
+                                         help="With --convention sat2graph: default (2048 m tiles: 100 m margin and "
+                                              "minimum path), small or spacenet (30 m)."),
     json_out: Optional[Path] = typer.Option(None, "--json", help="Write all scores as JSON to this file."),
     csv_out: Optional[Path] = typer.Option(None, "--csv", help="Write per-file scores and the ALL row as CSV."),
     skip_unmatched: bool = typer.Option(False, "--skip-unmatched",
@@ -36,7 +41,8 @@ def score(
 
     print_scores(run_score(pred, gt, threshold=threshold, slack=slack, apls=apls, node_spacing_m=node_spacing_m,
                            snap_m=snap_m, gsd=gsd, convention=convention, json_out=json_out, csv_out=csv_out,
-                           skip_unmatched=skip_unmatched, crs=crs, gt_threshold=gt_threshold))
+                           skip_unmatched=skip_unmatched, crs=crs, gt_threshold=gt_threshold,
+                           sat2graph_preset=sat2graph_preset))
 
 
 def _fmt(v) -> str:

@@ -226,9 +226,9 @@ def test_score_vectors_reprojects_other_crs(cli, tmp_path, shared):
     assert json.loads((tmp_path / "r.json").read_text())["aggregate"]["apls"] == pytest.approx(1.0, abs=1e-4)
 
 
-def test_score_convention_not_implemented_is_clear(cli, tmp_path):
-    code, _, err = cli("score", tmp_path, tmp_path, "--convention", "sat2graph")
-    assert code == 2 and "not implemented" in err
+def test_score_convention_unknown_is_clear(cli, tmp_path):
+    code, _, err = cli("score", tmp_path, tmp_path, "--convention", "cosmiq")
+    assert code == 2 and "--convention must be spacenet or sat2graph" in err
 
 
 def _grid(tmp_path, crs, name, shift=0.0):
