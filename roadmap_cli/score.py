@@ -93,6 +93,20 @@ def with_crs(df, path: Path, crs=None):
                      "EPSG:xxxx (the CRS of its coordinates)")
 
 
+SPEED_COLUMNS = (("inferred_speed_mps", 1.0), ("speed_m/s", 1.0), ("speed_mph", 0.44704))  # SpaceNet 5 / 3 names
+
+
+def seconds_per_metre(df, path: Path) -> np.ndarray:
+    """1 / speed of each road feature, from the first speed column present (m/s, or mph converted)."""
+    for col, to_mps in SPEED_COLUMNS:
+        if col in df.columns:
+            speed = df[col].astype(float).to_numpy() * to_mps
+            if not np.all(np.isfinite(speed) & (speed > 0)):
+                raise InputError(f"{path}: {col} must be a positive speed on every road")
+            return 1.0 / speed
+    raise InputError(f"{path}: --weight time needs a speed column ({', '.join(c for c, _ in SPEED_COLUMNS)})")
+
+
 def apls_function(convention: str = "spacenet", spacing: float = 50.0, snap: float = 4.0, preset: str = "default"):
     """``f(gt_lines, prop_lines) -> {apls, gt_to_prop, prop_to_gt}`` of a convention: ``spacenet`` (SpaceNet 3:
     control points every ``spacing`` m, ``snap`` m snapping, harmonic mean) or ``sat2graph`` (the Go APLS of
@@ -107,7 +121,8 @@ def apls_function(convention: str = "spacenet", spacing: float = 50.0, snap: flo
     raise InputError(f"--convention must be spacenet or sat2graph, got {convention!r}")
 
 
-def score_vectors(pred: Path | None, gt: Path, spacing: float, snap: float, crs=None, apls_fn=None) -> dict:
+def score_vectors(pred: Path | None, gt: Path, spacing: float, snap: float, crs=None, apls_fn=None,
+                  weight: str = "length") -> dict:
     """APLS of two road-vector files (``pred`` None: no prediction, scored 0), both projected to a local metric
     CRS; also the km of each."""
     gt_df = read_lines(gt)
@@ -116,7 +131,11 @@ def score_vectors(pred: Path | None, gt: Path, spacing: float, snap: float, crs=
     gt_df = with_crs(gt_df, gt, crs)
     pred_df = with_crs(read_lines(pred), pred, crs) if pred is not None else gt_df.iloc[:0]
     g, p = _metric_lines(gt_df, pred_df)
-    res = (apls_fn or apls_function("spacenet", spacing, snap))(g, p)
+    if weight == "time":  # SpaceNet 5's APLS_time: paths are travel times
+        res = apls_score(g, p, spacing, snap, seconds_per_metre(gt_df, gt),
+                         seconds_per_metre(pred_df, pred) if pred is not None else [])
+    else:
+        res = (apls_fn or apls_function("spacenet", spacing, snap))(g, p)
     res["gt_km"] = sum(x.length for x in g) / 1000
     res["pred_km"] = sum(x.length for x in p) / 1000
     return res
@@ -125,10 +144,14 @@ def score_vectors(pred: Path | None, gt: Path, spacing: float, snap: float, crs=
 def run_score(pred: Path, gt: Path, threshold=None, slack: int = 0, apls: bool = True, node_spacing_m: float = 50.0,
               snap_m: float = 4.0, gsd=None, convention: str = "spacenet", json_out=None, csv_out=None,
               skip_unmatched: bool = False, crs=None, gt_threshold: float | None = None,
-              sat2graph_preset: str = "default") -> dict:
+              sat2graph_preset: str = "default", weight: str = "length") -> dict:
     """Score predictions against ground truth (files or folders matched by stem): per-file rows, aggregate,
     unmatched names; optionally written as JSON / CSV."""
     apls_fn = apls_function(convention, node_spacing_m, snap_m, sat2graph_preset)
+    if weight not in ("length", "time"):
+        raise InputError(f"--weight must be length or time, got {weight!r}")
+    if weight == "time" and convention != "spacenet":
+        raise InputError("--weight time is SpaceNet 5's travel-time APLS: use it with --convention spacenet")
     for flag, value in (("--threshold", threshold), ("--gt-threshold", gt_threshold)):
         if value is not None and not 0 < value < 1:
             raise InputError(f"{flag} must be between 0 and 1")
@@ -149,6 +172,8 @@ def run_score(pred: Path, gt: Path, threshold=None, slack: int = 0, apls: bool =
             raise InputError(f"{name}: cannot compare a {kp} ({p.name}) with a {kg} ({g.name})")
         row = {"name": name}
         if kp == "mask":
+            if weight == "time":
+                raise InputError(f"{name}: --weight time needs road vectors with speeds, not masks")
             pm, pgsd = read_prediction(p, threshold)
             gm, ggsd = read_label(g, gt_threshold)
             if pm.shape != gm.shape:  # onto the label's grid: by georeferencing, or by size for plain images
@@ -163,7 +188,7 @@ def run_score(pred: Path, gt: Path, threshold=None, slack: int = 0, apls: bool =
                                     "or --no-apls")
                 row.update(apls_fn(lines_from_mask(gm, res_gsd), lines_from_mask(pm, res_gsd)))
         else:
-            row.update(score_vectors(p, g, node_spacing_m, snap_m, crs, apls_fn))
+            row.update(score_vectors(p, g, node_spacing_m, snap_m, crs, apls_fn, weight))
         rows.append(row)
     if not skip_unmatched:  # the SpaceNet convention: a ground truth without a prediction scores 0
         for name, g in only_gt:
@@ -174,7 +199,7 @@ def run_score(pred: Path, gt: Path, threshold=None, slack: int = 0, apls: bool =
                 if apls:
                     row["apls"] = 0.0
             else:
-                row.update(score_vectors(None, g, node_spacing_m, snap_m, crs, apls_fn))
+                row.update(score_vectors(None, g, node_spacing_m, snap_m, crs, apls_fn, weight))
                 row["apls"] = 0.0  # scored 0, whatever the convention says of an empty prediction
             rows.append(row)
     summary = counts.summary() if counts.per_image else {}

@@ -25,6 +25,9 @@ def score(
     convention: str = typer.Option("spacenet", "--convention",
                                    help="APLS convention: spacenet (SpaceNet 3: 4 m snap, harmonic mean) or sat2graph "
                                         "(Sat2Graph/RNGDet++/SAM-Road Go APLS: 10 m one-to-one snap, mean)."),
+    weight: str = typer.Option("length", "--weight",
+                               help="APLS path cost: length, or time (travel time from the files' speed columns: "
+                                    "inferred_speed_mps, speed_m/s or speed_mph; SpaceNet 5's APLS_time)."),
     sat2graph_preset: str = typer.Option("default", "--sat2graph-preset",
                                          help="With --convention sat2graph: default (2048 m tiles: 100 m margin and "
                                               "minimum path), small or spacenet (30 m)."),
@@ -42,7 +45,7 @@ def score(
     print_scores(run_score(pred, gt, threshold=threshold, slack=slack, apls=apls, node_spacing_m=node_spacing_m,
                            snap_m=snap_m, gsd=gsd, convention=convention, json_out=json_out, csv_out=csv_out,
                            skip_unmatched=skip_unmatched, crs=crs, gt_threshold=gt_threshold,
-                           sat2graph_preset=sat2graph_preset))
+                           sat2graph_preset=sat2graph_preset, weight=weight))
 
 
 def _fmt(v) -> str:

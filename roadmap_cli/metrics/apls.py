@@ -27,13 +27,15 @@ from shapely.ops import substring, unary_union
 
 
 class LineGraph:
-    """Nodes = coordinates (metres), edges = polylines; built from a list of LineStrings noded at endpoints."""
+    """Nodes = coordinates (metres), edges = polylines; built from a list of LineStrings noded at endpoints.  Each
+    edge has a ``rate``, the cost of one metre of it: 1 (path length) or seconds per metre (travel time)."""
 
     def __init__(self, ndigits: int = 3):
         self.nd = ndigits
         self.coords: list[tuple[float, float]] = []
         self.index: dict[tuple, int] = {}
         self.edges: list[tuple[int, int, LineString]] = []
+        self.rate: list[float] = []
 
     def node(self, xy) -> int:
         """Index of the node at ``xy`` (rounded to ``ndigits``), added when new."""
@@ -43,12 +45,17 @@ class LineGraph:
             self.coords.append(key)
         return self.index[key]
 
-    def add_line(self, line: LineString) -> None:
+    def add_line(self, line: LineString, rate: float = 1.0) -> None:
         """Add a polyline as an edge between its end nodes (zero-length lines are ignored)."""
         if line.length <= 0:
             return
         c = list(line.coords)
-        self.edges.append((self.node(c[0]), self.node(c[-1]), line))
+        self.add_edge(self.node(c[0]), self.node(c[-1]), line, rate)
+
+    def add_edge(self, u: int, v: int, line: LineString, rate: float = 1.0) -> None:
+        """Add an edge between existing nodes."""
+        self.edges.append((u, v, line))
+        self.rate.append(rate)
 
     @property
     def n(self) -> int:
@@ -56,10 +63,13 @@ class LineGraph:
         return len(self.coords)
 
 
-def graph_from_lines(lines) -> LineGraph:
+def graph_from_lines(lines, rates=None) -> LineGraph:
     """LineStrings in metres -> LineGraph.  Crossing lines are split and joined (``unary_union``), as SpaceNet
-    ground truth assumes for streets that cross."""
-    lines = [ln for ln in lines if ln is not None and not ln.is_empty]
+    ground truth assumes for streets that cross.  ``rates`` (one per line, e.g. seconds per metre) go to the pieces
+    of each line (the piece's midpoint lies on its line)."""
+    keep = [i for i, ln in enumerate(lines) if ln is not None and not ln.is_empty]
+    lines = [lines[i] for i in keep]
+    rates = None if rates is None else [float(rates[i]) for i in keep]
     parts = []
     for ln in lines:
         parts += list(ln.geoms) if hasattr(ln, "geoms") else [ln]
@@ -67,8 +77,12 @@ def graph_from_lines(lines) -> LineGraph:
         merged = unary_union(parts)
         parts = list(merged.geoms) if hasattr(merged, "geoms") else [merged]
     g = LineGraph()
+    tree = STRtree(lines) if rates is not None and lines else None
     for p in parts:
-        g.add_line(p)
+        rate = 1.0
+        if tree is not None:
+            rate = rates[int(tree.nearest(p.interpolate(0.5, normalized=True)))]
+        g.add_line(p, rate)
     return g
 
 
@@ -77,7 +91,7 @@ def densify(g: LineGraph, spacing: float) -> LineGraph:
     shorter than ``0.75 * spacing``, one at the middle of an edge up to ``spacing`` long, otherwise
     ``ceil(length / spacing) - 1`` evenly spaced points (segments at most ``spacing`` long)."""
     out = LineGraph(g.nd)
-    for _, _, line in g.edges:
+    for (_, _, line), rate in zip(g.edges, g.rate):
         L = line.length
         if L < 0.75 * spacing:
             n_seg = 1
@@ -87,7 +101,7 @@ def densify(g: LineGraph, spacing: float) -> LineGraph:
             n_seg = int(math.ceil(L / spacing - 1e-9))
         cuts = np.linspace(0.0, L, n_seg + 1)
         for a, b in zip(cuts[:-1], cuts[1:]):
-            out.add_line(substring(line, a, b))
+            out.add_line(substring(line, a, b), rate)
     return out
 
 
@@ -119,23 +133,23 @@ def snap_into(src: LineGraph, dst: LineGraph, snap: float) -> tuple[LineGraph, n
         node = out.node(line.interpolate(s).coords[0])
         match[i] = node
         cuts.setdefault(j, []).append((s, node))
-    for j, (u, v, line) in enumerate(dst.edges):
+    for j, ((u, v, line), rate) in enumerate(zip(dst.edges, dst.rate)):
         if j not in cuts:
-            out.edges.append((u, v, line))
+            out.add_edge(u, v, line, rate)
             continue
         marks = sorted(set([(0.0, u)] + cuts[j] + [(line.length, v)]))
         for (a, na), (b, nb) in zip(marks[:-1], marks[1:]):
             if b - a > 1e-9:
-                out.edges.append((na, nb, substring(line, a, b)))
+                out.add_edge(na, nb, substring(line, a, b), rate)
     return out, match
 
 
 def _csgraph(g: LineGraph):
     """The graph as a symmetric sparse matrix of edge lengths (the shortest of parallel edges)."""
     best: dict[tuple[int, int], float] = {}
-    for u, v, ln in g.edges:
+    for (u, v, ln), rate in zip(g.edges, g.rate):
         if u != v:
-            w = ln.length
+            w = ln.length * rate
             for key in ((u, v), (v, u)):
                 if key not in best or w < best[key]:
                     best[key] = w
@@ -187,10 +201,13 @@ def one_direction(gt: LineGraph, prop: LineGraph, snap: float, block: int = 256)
     return float(1.0 - total / n_pairs)
 
 
-def apls(gt_lines, prop_lines, node_spacing_m: float = 50.0, snap_m: float = 4.0) -> dict:
-    """APLS between two sets of LineStrings in metres.  Returns apls, gt_to_prop, prop_to_gt."""
-    g = graph_from_lines(gt_lines)
-    p = graph_from_lines(prop_lines)
+def apls(gt_lines, prop_lines, node_spacing_m: float = 50.0, snap_m: float = 4.0, gt_rates=None,
+         prop_rates=None) -> dict:
+    """APLS between two sets of LineStrings in metres.  Returns apls, gt_to_prop, prop_to_gt.  With ``gt_rates``
+    and ``prop_rates`` (seconds per metre of each line: 1 / speed) paths are travel times (SpaceNet 5's APLS_time);
+    control points and snapping stay in metres."""
+    g = graph_from_lines(gt_lines, gt_rates)
+    p = graph_from_lines(prop_lines, prop_rates)
     if g.n == 0 and p.n == 0:
         return {"apls": 1.0, "gt_to_prop": 1.0, "prop_to_gt": 1.0}
     if p.n == 0 or g.n == 0:

@@ -337,3 +337,41 @@ def test_prediction_on_another_grid_is_resampled_and_soft_labels_take_a_gt_thres
                        "--json", tmp_path / "t.json")
     assert code == 0, err
     assert json.loads((tmp_path / "t.json").read_text())["aggregate"]["f1"] == 1.0
+
+
+def test_travel_time_apls_hand_case():
+    """Two routes from A (0, 0) to B (1000, 0): the straight one, 1000 m at 10 m/s (100 s), and a detour of
+    ~1414 m at 30 m/s (~47 s).  In time the detour is the shortest path; a proposal that is right in shape but slow on
+    the detour gets a lower APLS_time, while its length APLS stays 1."""
+    straight = LineString([(0, 0), (1000, 0)])
+    detour = LineString([(0, 0), (500, 500), (1000, 0)])
+    gt = [straight, detour]
+    fast, slow = [1 / 10, 1 / 30], [1 / 10, 1 / 10]
+    assert apls(gt, gt, gt_rates=fast, prop_rates=fast)["apls"] == 1.0
+    assert apls(gt, gt)["apls"] == 1.0
+    wrong = apls(gt, gt, gt_rates=fast, prop_rates=slow)
+    assert 0.3 < wrong["apls"] < 0.99
+
+
+def test_score_weight_time(cli, tmp_path, shared):
+    import geopandas as gpd
+    gt = shared / "spacenet3-vegas-apls" / "AOI_2_Vegas_img0_roads_gt.geojson"
+    df = gpd.read_file(gt)
+    same = tmp_path / "same.gpkg"
+    df.to_file(same)
+    slow = df.copy()
+    slow["speed_mph"] = slow["speed_mph"] / 3
+    slow = slow.drop(columns=["speed_m/s"])
+    slow.to_file(tmp_path / "slow.gpkg")
+    nospeed = df.drop(columns=["speed_mph", "speed_m/s"])
+    nospeed.to_file(tmp_path / "nospeed.gpkg")
+    code, _, err = cli("score", same, gt, "--weight", "time", "--json", tmp_path / "a.json")
+    assert code == 0, err
+    assert json.loads((tmp_path / "a.json").read_text())["aggregate"]["apls"] == 1.0
+    code, _, err = cli("score", tmp_path / "slow.gpkg", gt, "--weight", "time", "--json", tmp_path / "b.json")
+    assert code == 0, err
+    assert json.loads((tmp_path / "b.json").read_text())["aggregate"]["apls"] < 0.9  # uniformly 3x too slow
+    code, _, err = cli("score", tmp_path / "nospeed.gpkg", gt, "--weight", "time")
+    assert code == 2 and "needs a speed column" in err
+    code, _, err = cli("score", same, gt, "--weight", "time", "--convention", "sat2graph")
+    assert code == 2 and "use it with --convention spacenet" in err
