@@ -18,6 +18,7 @@ from .metrics.apls import lines_from_mask
 from .metrics.apls_sat2graph import PRESETS as SAT2GRAPH_PRESETS
 from .metrics.apls_sat2graph import apls_sat2graph
 from .metrics.pixel import PixelCounts
+from .metrics.topo import topo
 
 MASK_EXT = {".png", ".tif", ".tiff", ".jpg", ".jpeg"}
 VECTOR_EXT = {".geojson", ".json", ".gpkg", ".shp"}
@@ -122,7 +123,7 @@ def apls_function(convention: str = "spacenet", spacing: float = 50.0, snap: flo
 
 
 def score_vectors(pred: Path | None, gt: Path, spacing: float, snap: float, crs=None, apls_fn=None,
-                  weight: str = "length") -> dict:
+                  weight: str = "length", apls_on: bool = True, topo_on: bool = False) -> dict:
     """APLS of two road-vector files (``pred`` None: no prediction, scored 0), both projected to a local metric
     CRS; also the km of each."""
     gt_df = read_lines(gt)
@@ -131,11 +132,14 @@ def score_vectors(pred: Path | None, gt: Path, spacing: float, snap: float, crs=
     gt_df = with_crs(gt_df, gt, crs)
     pred_df = with_crs(read_lines(pred), pred, crs) if pred is not None else gt_df.iloc[:0]
     g, p = _metric_lines(gt_df, pred_df)
-    if weight == "time":  # SpaceNet 5's APLS_time: paths are travel times
+    res = {}
+    if apls_on and weight == "time":  # SpaceNet 5's APLS_time: paths are travel times
         res = apls_score(g, p, spacing, snap, seconds_per_metre(gt_df, gt),
                          seconds_per_metre(pred_df, pred) if pred is not None else [])
-    else:
+    elif apls_on:
         res = (apls_fn or apls_function("spacenet", spacing, snap))(g, p)
+    if topo_on:
+        res.update(topo(g, p))
     res["gt_km"] = sum(x.length for x in g) / 1000
     res["pred_km"] = sum(x.length for x in p) / 1000
     return res
@@ -144,10 +148,15 @@ def score_vectors(pred: Path | None, gt: Path, spacing: float, snap: float, crs=
 def run_score(pred: Path, gt: Path, threshold=None, slack: int = 0, apls: bool = True, node_spacing_m: float = 50.0,
               snap_m: float = 4.0, gsd=None, convention: str = "spacenet", json_out=None, csv_out=None,
               skip_unmatched: bool = False, crs=None, gt_threshold: float | None = None,
-              sat2graph_preset: str = "default", weight: str = "length") -> dict:
+              sat2graph_preset: str = "default", weight: str = "length", metric: str = "apls") -> dict:
     """Score predictions against ground truth (files or folders matched by stem): per-file rows, aggregate,
     unmatched names; optionally written as JSON / CSV."""
     apls_fn = apls_function(convention, node_spacing_m, snap_m, sat2graph_preset)
+    metrics = {m.strip() for m in metric.split(",") if m.strip()}
+    if not metrics or metrics - {"apls", "topo"}:
+        raise InputError(f"--metric must be apls, topo or apls,topo, got {metric!r}")
+    apls = apls and "apls" in metrics
+    topo_on = "topo" in metrics
     if weight not in ("length", "time"):
         raise InputError(f"--weight must be length or time, got {weight!r}")
     if weight == "time" and convention != "spacenet":
@@ -181,14 +190,18 @@ def run_score(pred: Path, gt: Path, threshold=None, slack: int = 0, apls: bool =
                 pm = resample_mask(pm, p, gm, g)
                 pgsd = ggsd
             row.update(counts.add(pm, gm, name))
-            if apls:
+            if apls or topo_on:
                 res_gsd = gsd or ggsd or pgsd
                 if res_gsd is None:
                     raise InputError(f"{name}: masks without georeferencing need --gsd (m/px) for APLS, "
                                     "or --no-apls")
-                row.update(apls_fn(lines_from_mask(gm, res_gsd), lines_from_mask(pm, res_gsd)))
+                gl, pl = lines_from_mask(gm, res_gsd), lines_from_mask(pm, res_gsd)
+                if apls:
+                    row.update(apls_fn(gl, pl))
+                if topo_on:
+                    row.update(topo(gl, pl))
         else:
-            row.update(score_vectors(p, g, node_spacing_m, snap_m, crs, apls_fn, weight))
+            row.update(score_vectors(p, g, node_spacing_m, snap_m, crs, apls_fn, weight, apls, topo_on))
         rows.append(row)
     if not skip_unmatched:  # the SpaceNet convention: a ground truth without a prediction scores 0
         for name, g in only_gt:
@@ -199,8 +212,11 @@ def run_score(pred: Path, gt: Path, threshold=None, slack: int = 0, apls: bool =
                 if apls:
                     row["apls"] = 0.0
             else:
-                row.update(score_vectors(None, g, node_spacing_m, snap_m, crs, apls_fn, weight))
-                row["apls"] = 0.0  # scored 0, whatever the convention says of an empty prediction
+                row.update(score_vectors(None, g, node_spacing_m, snap_m, crs, apls_fn, weight, apls, topo_on))
+                if apls:
+                    row["apls"] = 0.0  # scored 0, whatever the convention says of an empty prediction
+            if topo_on:
+                row.update({"topo_precision": 0.0, "topo_recall": 0.0, "topo_f1": 0.0})
             rows.append(row)
     summary = counts.summary() if counts.per_image else {}
     apls_vals = [r["apls"] for r in rows if "apls" in r]
@@ -209,6 +225,12 @@ def run_score(pred: Path, gt: Path, threshold=None, slack: int = 0, apls: bool =
         summary["apls"] = float(np.mean(finite)) if finite else float("nan")
         summary["apls_nan"] = len(apls_vals) - len(finite)
     summary["convention"] = convention
+    topo_rows = [r for r in rows if "topo_f1" in r]
+    if topo_rows:  # SpaceNet's way (F1 of the mean P and R) and CityScale's (mean of the per-tile F1)
+        mp = float(np.mean([r["topo_precision"] for r in topo_rows]))
+        mr = float(np.mean([r["topo_recall"] for r in topo_rows]))
+        summary.update({"topo_precision": mp, "topo_recall": mr, "topo_f1": 2 * mp * mr / (mp + mr) if mp + mr else 0.0,
+                        "mean_topo_f1": float(np.mean([r["topo_f1"] for r in topo_rows]))})
     summary["images"] = len(rows)
     result = {"per_image": rows, "aggregate": summary, "unmatched_pred": only_pred,
               "unmatched_gt": [n for n, _ in only_gt], "unmatched_gt_scored_zero": not skip_unmatched}

@@ -25,6 +25,9 @@ def score(
     convention: str = typer.Option("spacenet", "--convention",
                                    help="APLS convention: spacenet (SpaceNet 3: 4 m snap, harmonic mean) or sat2graph "
                                         "(Sat2Graph/RNGDet++/SAM-Road Go APLS: 10 m one-to-one snap, mean)."),
+    metric: str = typer.Option("apls", "--metric",
+                               help="Graph metrics: apls, topo (the TOPO precision/recall/F1 of Sat2Graph, RNGDet++ "
+                                    "and SAM-Road) or apls,topo."),
     weight: str = typer.Option("length", "--weight",
                                help="APLS path cost: length, or time (travel time from the files' speed columns: "
                                     "inferred_speed_mps, speed_m/s or speed_mph; SpaceNet 5's APLS_time)."),
@@ -45,7 +48,7 @@ def score(
     print_scores(run_score(pred, gt, threshold=threshold, slack=slack, apls=apls, node_spacing_m=node_spacing_m,
                            snap_m=snap_m, gsd=gsd, convention=convention, json_out=json_out, csv_out=csv_out,
                            skip_unmatched=skip_unmatched, crs=crs, gt_threshold=gt_threshold,
-                           sat2graph_preset=sat2graph_preset, weight=weight))
+                           sat2graph_preset=sat2graph_preset, weight=weight, metric=metric))
 
 
 def _fmt(v) -> str:
@@ -61,7 +64,7 @@ def print_scores(result: dict) -> None:
 
     rows = result["per_image"]
     cols = [c for c in ("precision", "recall", "f1", "iou", "relaxed_f1", "apls", "gt_to_prop", "prop_to_gt",
-                        "gt_km", "pred_km") if any(c in r for r in rows)]
+                        "topo_precision", "topo_recall", "topo_f1", "gt_km", "pred_km") if any(c in r for r in rows)]
     t = Table(title="roadmap score")
     t.add_column("name")
     for c in cols:
@@ -75,7 +78,8 @@ def print_scores(result: dict) -> None:
     con = Console()
     con.print(t)
     con.print("ALL: pixel scores from the counts pooled over all files (relaxed ones too), APLS the mean over the "
-              "files. MEAN: the mean of the per-file pixel scores.")
+              "files, TOPO F1 that of the mean P and R (SpaceNet's way). MEAN: the means of the per-file scores "
+              "(TOPO F1: CityScale's way).")
     resampled = [r["name"] for r in rows if "resampled_from" in r]
     if resampled:
         con.print(f"{len(resampled)} prediction(s) on another grid were resampled onto their label's grid: "
