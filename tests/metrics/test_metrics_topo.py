@@ -86,3 +86,16 @@ def test_score_cli_metric_topo(cli, tmp_path):
     assert "TOPO F1" in out
     code, _, err = cli("score", tmp_path / "pred.gpkg", tmp_path / "gt.gpkg", "--metric", "sharpness")
     assert code == 2 and "--metric must be" in err
+
+
+def test_marble_hole_matching_radius_and_angle():
+    from roadmap_cli.metrics.topo import _matching
+    m = 1 / 111111  # one metre in degrees of latitude
+    holes = [(41.0 + i * 5 * m, -71.0, 1.0, 0.0) for i in range(4)]  # north-south direction
+    near = [(h[0], h[1] + 10 * m / 0.7547, 1.0, 0.0) for h in holes]  # ~10 m east, same direction
+    far = [(h[0], h[1] + 12 * m / 0.7547, 1.0, 0.0) for h in holes]  # ~12 m east: beyond 11.1 m
+    across = [(h[0], h[1], 0.0, 1.0) for h in holes]  # on the holes, perpendicular: angle test fails
+    still = [(h[0], h[1], 0.0, 0.0) for h in holes]  # degenerate direction: no angle test
+    assert _matching(near, holes) == 4 and _matching(far, holes) == 0
+    assert _matching(across, holes) == 0 and _matching(still, holes) == 4
+    assert _matching(near[:2] * 2, holes[:1]) == 1  # one-to-one
