@@ -37,8 +37,8 @@ def _stem(p: Path) -> str:
     return p.name[: -len(p.suffix)] if p.suffix else p.name
 
 
-def match_files(pred: Path, gt: Path) -> tuple[list[tuple[str, Path, Path]], list[str], list[str]]:
-    """Pairs (name, pred, gt); unmatched pred names; unmatched gt names."""
+def match_files(pred: Path, gt: Path) -> tuple[list[tuple[str, Path, Path]], list[str], list[tuple[str, Path]]]:
+    """Pairs (name, pred, gt); unmatched pred names; unmatched gt (name, path)."""
     if not pred.exists():
         raise InputError(f"{pred} not found")
     if not gt.exists():

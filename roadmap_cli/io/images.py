@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import InputError
+from .raster import ground_resolution, is_georeferenced
 
 IMAGE_EXT = (".tif", ".tiff", ".png", ".jpg", ".jpeg")
 
@@ -54,10 +55,7 @@ def _read_band(path: Path) -> tuple[np.ndarray, float | None]:
                     a = ((r * 19595 + g * 38470 + b * 7471 + 0x8000) >> 16).astype(np.float64)
                 else:
                     a = np.ma.filled(ds.read(1, masked=True).astype(np.float64), 0)
-                gsd = None
-                if ds.crs is not None and not ds.transform.is_identity:
-                    from .raster import ground_resolution
-                    gsd = ground_resolution(ds)
+                gsd = ground_resolution(ds)  # None without georeferencing
     except RasterioIOError as e:
         raise InputError(f"cannot read {path}: {str(e).splitlines()[0][:120]}") from e
     return a, gsd
@@ -71,7 +69,7 @@ def _grid(path: Path):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", NotGeoreferencedWarning)
         with rasterio.open(path) as ds:
-            return (ds.transform, ds.crs) if ds.crs is not None and not ds.transform.is_identity else None
+            return (ds.transform, ds.crs) if is_georeferenced(ds) else None
 
 
 def resample_mask(mask: np.ndarray, path: Path, like: np.ndarray, like_path: Path) -> np.ndarray:
