@@ -310,10 +310,11 @@ def run_extract(opts: ExtractOptions, reporter: Reporter = SILENT) -> ExtractRes
         created_here = not opts.resume
         try:
             stretch = StretchStats(s.ds, s.bands)
+            cache = TileCache(work / "tiles")
             with _timed(times, "infer"):
-                _predict_stage(opts, s, stretch, TileCache(work / "tiles"), reporter)
+                _predict_stage(opts, s, stretch, cache, reporter)
             with _timed(times, "stitch"):
-                prob_r, mask_r, stats = _blend_stage(s, TileCache(work / "tiles"), work, reporter)
+                prob_r, mask_r, stats = _blend_stage(s, cache, work, reporter)
             with _timed(times, "graph"):
                 g = _graph_stage(opts, s, prob_r, mask_r, work, reporter)
             with _timed(times, "write"):
