@@ -398,18 +398,12 @@ def _blend_stage(s: _Session, cache: TileCache, work: Path, reporter: Reporter):
 
 def _graph_stage(opts, s: _Session, prob_r, mask_r, work: Path, reporter: Reporter):
     h, w, gt_ = s.grid.height, s.grid.width, opts.graph_tile
-    reporter.start("graph", 3 * len(tile_ranges(h, gt_)) * len(tile_ranges(w, gt_)))
+    reporter.start("graph", len(tile_ranges(h, gt_)) * len(tile_ranges(w, gt_)))
     clean = CleanOptions(gsd=s.grid.gsd, min_spur_m=opts.min_spur_m, min_component_m=opts.min_component_m,
                          bridge_m=opts.bridge_m)
-    ske_r = ScratchTiff(work / "skeleton.tif", s.grid, "uint8")
-    dist_r = ScratchTiff(work / "dist.tif", s.grid, "float32")
-    try:
-        g = graph_from_rasters(lambda r0, r1, c0, c1: mask_r.read(r0, r1, c0, c1) == 1, h, w, ske_r, dist_r, clean,
-                               lambda r0, r1, c0, c1: np.maximum(prob_r.read(r0, r1, c0, c1), 0), gt_, halo=64,
-                               tick=lambda: reporter.advance("graph"))
-    finally:
-        ske_r.close()
-        dist_r.close()
+    g = graph_from_rasters(lambda r0, r1, c0, c1: mask_r.read(r0, r1, c0, c1) == 1, h, w, clean,
+                           lambda r0, r1, c0, c1: np.maximum(prob_r.read(r0, r1, c0, c1), 0), gt_, halo=64,
+                           tick=lambda: reporter.advance("graph"))
     log.info("graph: %d nodes, %d edges", g.number_of_nodes(), g.number_of_edges())
     return g
 

@@ -1,175 +1,344 @@
-"""Building the road graph from a road mask: tiled skeleton -> per-tile sknw graphs -> exact join.
+"""Building the road graph from a road mask, tile by tile, with the seams leaving no trace.
 
-Scale: sknw labels pixels with uint16 and wraps coordinates past 32767, so it is only ever called on one tile
-(default 2048 px).  Tiles share nothing but their seams:
+The graph of a skeleton is defined as sknw defines it (sknw stays the reference the tests compare against): a
+skeleton pixel with exactly two skeleton 8-neighbours is an *edge pixel*, any other skeleton pixel a *node pixel*;
+8-connected node pixels form one node (its centre is their mean); every maximal chain of edge pixels joins the
+nodes at its two ends (a self-loop when both are the same node); a closed chain without node pixels (a ring) gets
+one node at its first pixel in raster order.  Each edge pixel has two skeleton neighbours, so chains are simple
+paths or cycles.
 
-* The skeleton of a tile is computed with a halo (default 64 px) and only its core is kept; thinning is local, so
-  the result equals the whole-mask skeleton as long as roads are narrower than the halo.
-* Each tile's skeleton core goes through sknw.  A skeleton pixel with an 8-neighbour in another tile's core is a
-  *stitch* pixel: sknw edges passing through one are split there, and each cross-tile pixel pair becomes a one-step
-  edge, owned by the tile holding the smaller linear index (so it is emitted exactly once).
-* Globally, node keys are linear pixel indices (a junction cluster is keyed by its smallest pixel), stitch pixels
-  are resolved through an alias table, and degree-2 nodes are merged: the seam leaves no trace.
+sknw cannot be called on a tile: it classifies pixels by the neighbours inside the array it gets (a junction on a
+seam is seen as two end points), loops forever on a chain that leaves the array, and wraps coordinates past 32767.
+So each tile is processed here in ONE pass over the mask (:func:`tile_part`):
+
+* the mask is read with a halo, skeletonized (thinning is local: the core plus a 2 px ring equals the whole-mask
+  skeleton while roads are narrower than the halo) and distance-transformed (road half-width);
+* every core pixel and the 1 px ring around it is classified with its true neighbour count (the 2 px ring supplies
+  the neighbours), so node pixels are the same as in a whole-scene call;
+* node pixels of the core are labelled into clusters keyed by their smallest linear pixel index ``r * w + c``;
+  node pixels adjacent across the seam are recorded as pairs;
+* chains of core edge pixels are traced (numba) into *pieces*; a piece ends at a node pixel (in the core or the
+  ring) or at a *seam link*: the edge pixel across the seam its chain continues to.
+
+:func:`join_parts` then unions clusters across seams, follows seam links from piece to piece into whole chains,
+turns chains that close on themselves into rings exactly as a single call would, and builds the graph in a
+canonical order (nodes by key, edges by end nodes and first pixel), so the cleanup that follows is independent of
+the tiling.  The result equals one call on the whole mask for any tile size (tests/graph, hypothesis).
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Callable, Protocol
+from dataclasses import dataclass, field
 
 import networkx as nx
 import numpy as np
+from numba import njit
 from scipy import ndimage
 from skimage.morphology import skeletonize
 
-from ..tiling import Reader, read_padded, tile_ranges
+from ..tiling import Reader, read_padded
+
+NODE, SEAM, NONE = 0, 1, 2  # what lies beyond the end of a piece
+MAX_HALO = 1024  # a tile's halo grows with the thickest road near it, up to this
 
 
-class ScratchRaster(Protocol):
-    """A raster the size of the scene that the graph stage writes and reads back by windows (on disk for scenes
-    larger than memory)."""
+@njit(cache=True)
+def _trace(cls):
+    """Trace the chains of edge pixels (``cls == 1``) in the core ``cls[1:-1, 1:-1]`` of a classified window
+    (0 background, 1 edge pixel, 2 node pixel; the 1 px ring classified too).
 
-    def read(self, r0: int, r1: int, c0: int, c1: int) -> np.ndarray:
-        """Window [r0, r1) x [c0, c1)."""
+    Returns ``seq`` (K, 2) window coordinates of the pieces' pixels in order, ``starts`` (P + 1) offsets, and
+    ``ends`` (P, 2, 3): for each piece's first and last pixel, ``(kind, r, c)`` of what lies beyond it: a node pixel
+    (NODE), an edge pixel in the ring (SEAM), or nothing for a cycle inside the core (NONE)."""
+    hh, ww = cls.shape[0] - 2, cls.shape[1] - 2
+    dr = (-1, -1, -1, 0, 0, 1, 1, 1)
+    dc = (-1, 0, 1, -1, 1, -1, 0, 1)
+    n_edge = 0
+    for r in range(1, hh + 1):
+        for c in range(1, ww + 1):
+            if cls[r, c] == 1:
+                n_edge += 1
+    seq = np.empty((n_edge, 2), np.int32)
+    starts = np.zeros(n_edge + 1, np.int64)
+    ends = np.full((n_edge, 2, 3), -1, np.int64)
+    visited = np.zeros(cls.shape, np.bool_)
+    k = 0
+    p = 0
 
-    def write(self, r0: int, c0: int, a: np.ndarray) -> None:
-        """Write ``a`` with its top-left corner at (r0, c0)."""
-
-
-def skeletonize_tiled(read_mask: Reader, h: int, w: int, write: Callable[[int, int, np.ndarray], None],
-                      tile: int = 2048, halo: int = 64) -> None:
-    """Skeletonize a large mask tile by tile (core + halo); ``write(r0, c0, core_skeleton)``."""
-    for r0, r1 in tile_ranges(h, tile):
-        for c0, c1 in tile_ranges(w, tile):
-            m = read_padded(read_mask, h, w, r0 - halo, r1 + halo, c0 - halo, c1 + halo).astype(bool)
-            sk = skeletonize(m) if m.any() else np.zeros_like(m)
-            write(r0, c0, sk[halo:halo + r1 - r0, halo:halo + c1 - c0])
+    for phase in range(2):
+        for r in range(1, hh + 1):
+            for c in range(1, ww + 1):
+                if cls[r, c] != 1 or visited[r, c]:
+                    continue
+                inner = 0
+                for j in range(8):
+                    rr, cc = r + dr[j], c + dc[j]
+                    if 1 <= rr <= hh and 1 <= cc <= ww and cls[rr, cc] == 1:
+                        inner += 1
+                if phase == 0 and inner >= 2:
+                    continue  # not a piece end: traced from its end, or a cycle (phase 1)
+                first = k
+                cr, cc_ = r, c
+                while True:
+                    visited[cr, cc_] = True
+                    seq[k, 0] = cr
+                    seq[k, 1] = cc_
+                    k += 1
+                    nr, nc = -1, -1
+                    for j in range(8):  # ascending linear offset: a cycle turns to its smaller neighbour
+                        rr, cc = cr + dr[j], cc_ + dc[j]
+                        if 1 <= rr <= hh and 1 <= cc <= ww and cls[rr, cc] == 1 and not visited[rr, cc]:
+                            nr, nc = rr, cc
+                            break
+                    if nr < 0:
+                        break
+                    cr, cc_ = nr, nc
+                starts[p] = first
+                if phase == 1:
+                    ends[p, 0, 0] = NONE
+                    ends[p, 1, 0] = NONE
+                else:
+                    # what lies beyond each end: skeleton neighbours that are not core edge pixels
+                    slot = 0
+                    for side in range(2):
+                        if side == 1 and k - first == 1:
+                            break  # a one-pixel piece: both outside neighbours found from its single pixel
+                        pr, pc = (seq[first, 0], seq[first, 1]) if side == 0 else (seq[k - 1, 0], seq[k - 1, 1])
+                        if side == 1:
+                            slot = 1
+                        for j in range(8):
+                            rr, cc = pr + dr[j], pc + dc[j]
+                            v = cls[rr, cc]
+                            if v == 0 or (v == 1 and 1 <= rr <= hh and 1 <= cc <= ww):
+                                continue
+                            if slot < 2:
+                                ends[p, slot, 0] = NODE if v == 2 else SEAM
+                                ends[p, slot, 1] = rr
+                                ends[p, slot, 2] = cc
+                            slot += 1
+                p += 1
+    starts[p] = k
+    return seq, starts[:p + 1], ends[:p]
 
 
 @dataclass
-class EdgePiece:
-    u: int
-    v: int
-    pts: np.ndarray  # (N, 2) int64 global (row, col), oriented u -> v
+class TilePart:
+    """What one tile contributes to the scene graph (global pixel coordinates, linear keys ``r * w + c``)."""
+
+    node_keys: np.ndarray                       # (N,) cluster key = smallest linear index of its core pixels
+    node_sums: np.ndarray                       # (N, 3) sum of rows, sum of cols, pixel count
+    border: dict = field(default_factory=dict)  # linear index of a core node pixel on the tile edge -> its key
+    node_pairs: list = field(default_factory=list)  # (key, linear index of an adjacent node pixel across the seam)
+    pieces: list = field(default_factory=list)  # Piece
+
+
+@dataclass
+class Piece:
+    pts: np.ndarray        # (N, 2) int32 global (row, col) in order
+    ends: list             # two (kind, ref): NODE -> ("key", k) or ("pix", lin); SEAM -> (own lin, other lin)
     n: int
     sum_p: float
     min_p: float
     sum_w: float
 
 
-_NB = [(-1, -1), (-1, 0), (-1, 1), (0, -1), (0, 1), (1, -1), (1, 0), (1, 1)]
+def _classify(ske2: np.ndarray) -> np.ndarray:
+    """0/1/2 (background / edge pixel / node pixel) for ``ske2[1:-1, 1:-1]`` from the true neighbour counts."""
+    s = ske2.astype(np.uint8)
+    cnt = ndimage.convolve(s, np.ones((3, 3), np.uint8), mode="constant")[1:-1, 1:-1] - s[1:-1, 1:-1]
+    inner = s[1:-1, 1:-1].astype(bool)
+    return np.where(inner, np.where(cnt == 2, 1, 2), 0).astype(np.int8)
 
 
-def _tile_pieces(ske_read: Reader, prob_read: Reader | None, dist_read: Reader | None, h: int, w: int,
-                 r0: int, r1: int, c0: int, c1: int, tile_of: Callable[[int, int], tuple]):
-    """sknw on one tile core; returns (nodes {key: (sum_r, sum_c, n)}, pieces, alias {lin: key}, cross pairs)."""
-    import sknw
+def tile_part(read_mask: Reader, h: int, w: int, r0: int, r1: int, c0: int, c1: int, halo: int = 64,
+              read_prob: Reader | None = None) -> tuple[TilePart, np.ndarray]:
+    """One pass over the mask for the tile core [r0, r1) x [c0, c1): skeleton, half-width, pixel classes, node
+    clusters and traced pieces.  Returns the part and the core skeleton (bool)."""
+    th, tw = r1 - r0, c1 - c0
+    empty = TilePart(np.zeros(0, np.int64), np.zeros((0, 3)))
+    while True:
+        pad = halo + 2
+        m = read_padded(read_mask, h, w, r0 - pad, r1 + pad, c0 - pad, c1 + pad).astype(bool)
+        if not m[halo:halo + th + 4, halo:halo + tw + 4].any():
+            return empty, np.zeros((th, tw), bool)
+        dist_all = ndimage.distance_transform_edt(m)
+        # thinning removes one layer per iteration and looks 2 px further each time: a halo of twice the
+        # thickest road in the window plus a margin makes the core skeleton equal the whole-mask skeleton
+        need = int(np.ceil(2 * dist_all.max())) + 4
+        if need <= halo or halo >= MAX_HALO:
+            break
+        halo = min(need, MAX_HALO)
+    sk = skeletonize(m)[halo:halo + th + 4, halo:halo + tw + 4]  # core + 2 px ring
+    core_sk = sk[2:-2, 2:-2]
+    if not core_sk.any():
+        return empty, core_sk
+    cls = _classify(sk)                                 # core + 1 px ring
+    dist = dist_all[pad:pad + th, pad:pad + tw].astype(np.float32)
+    prob = (read_padded(read_prob, h, w, r0, r1, c0, c1).astype(np.float32) if read_prob is not None
+            else np.zeros((th, tw), np.float32))
 
-    sub = read_padded(ske_read, h, w, r0 - 1, r1 + 1, c0 - 1, c1 + 1).astype(bool)
-    core = sub[1:-1, 1:-1]
-    nodes, pieces, alias, cross = {}, [], {}, []
-    if not core.any():
-        return nodes, pieces, alias, cross
-    prob = (read_padded(prob_read, h, w, r0 - 1, r1 + 1, c0 - 1, c1 + 1).astype(np.float32)
-            if prob_read else None)
-    dist = (read_padded(dist_read, h, w, r0 - 1, r1 + 1, c0 - 1, c1 + 1).astype(np.float32)
-            if dist_read else None)
+    # node clusters of the core
+    node = cls[1:-1, 1:-1] == 2
+    lab, nlab = ndimage.label(node, np.ones((3, 3), bool))
+    rr, cc = np.nonzero(node)
+    ids = lab[rr, cc] - 1
+    lin = (rr + r0).astype(np.int64) * w + (cc + c0)
+    keys = np.full(nlab, np.iinfo(np.int64).max, np.int64)
+    np.minimum.at(keys, ids, lin)
+    sums = np.zeros((nlab, 3))
+    sums[:, 0] = np.bincount(ids, rr + r0, nlab)
+    sums[:, 1] = np.bincount(ids, cc + c0, nlab)
+    sums[:, 2] = np.bincount(ids, None, nlab)
+    part = TilePart(keys, sums)
+    edge_px = (rr == 0) | (rr == th - 1) | (cc == 0) | (cc == tw - 1)
+    for i in np.flatnonzero(edge_px):
+        part.border[int(lin[i])] = int(keys[ids[i]])
+        for dr in (-1, 0, 1):
+            for dc in (-1, 0, 1):
+                qr, qc = rr[i] + dr, cc[i] + dc
+                if not (0 <= qr < th and 0 <= qc < tw) and cls[qr + 1, qc + 1] == 2:
+                    part.node_pairs.append((int(keys[ids[i]]), int((qr + r0) * w + qc + c0)))
 
-    halo = sub.copy()
-    halo[1:-1, 1:-1] = False
-    near_halo = ndimage.binary_dilation(halo, np.ones((3, 3), bool))[1:-1, 1:-1]
-    stitch = core & near_halo
-    lin = lambda r, c: int(r) * w + int(c)  # noqa: E731
+    def node_ref(r, c):  # window coordinates of a node pixel -> its cluster
+        if 1 <= r <= th and 1 <= c <= tw:
+            return ("key", int(keys[lab[r - 1, c - 1] - 1]))
+        return ("pix", int((r - 1 + r0) * w + c - 1 + c0))
 
-    g = sknw.build_sknw(core.astype(np.uint16), multi=True, iso=True, ring=True, full=False)
-    member = np.full(core.shape, -1, np.int64)  # node id per cluster pixel
-    key_of = {}
-    for nid, d in g.nodes(data=True):
-        pts = np.asarray(d["pts"], np.int64)
-        member[pts[:, 0], pts[:, 1]] = nid
-        glin = (pts[:, 0] + r0) * w + (pts[:, 1] + c0)
-        key = int(glin.min())
-        key_of[nid] = key
-        nodes[key] = (float(pts[:, 0].sum() + r0 * len(pts)), float(pts[:, 1].sum() + c0 * len(pts)), len(pts))
-        for (pr, pc) in pts[stitch[pts[:, 0], pts[:, 1]]]:
-            alias[lin(pr + r0, pc + c0)] = key
+    seq, starts, ends = _trace(cls)
+    for i in range(len(starts) - 1):
+        s = seq[starts[i]:starts[i + 1]]
+        loc = s - 1
+        p = prob[loc[:, 0], loc[:, 1]]
+        d = dist[loc[:, 0], loc[:, 1]]
+        pts = (loc + np.array([r0, c0], np.int32)).astype(np.int32)
+        refs = []
+        for side in range(2):
+            kind, er, ec = (int(x) for x in ends[i, side])
+            own = pts[0] if side == 0 else pts[-1]
+            if kind == NODE:
+                refs.append((NODE, node_ref(er, ec)))
+            elif kind == SEAM:
+                refs.append((SEAM, (int(own[0]) * w + int(own[1]), int((er - 1 + r0) * w + ec - 1 + c0))))
+            else:
+                refs.append((NONE, None))
+        part.pieces.append(Piece(pts, refs, len(pts), float(p.sum()), float(p.min()), float(d.sum())))
+    return part, core_sk
 
-    def stats(pts_local: np.ndarray):
-        rr, cc = pts_local[:, 0] + 1, pts_local[:, 1] + 1
-        p = prob[rr, cc] if prob is not None else np.zeros(len(rr), np.float32)
-        dw = dist[rr, cc] if dist is not None else np.zeros(len(rr), np.float32)
-        return len(rr), float(p.sum()), float(p.min()) if len(p) else 0.0, float(dw.sum())
 
-    def add_piece(u, v, pts_local):
-        n, sp, mp, sw = stats(pts_local)
-        pieces.append(EdgePiece(u, v, pts_local + np.array([r0, c0]), n, sp, mp, sw))
+class _Union:
+    """Union-find over cluster keys; the root of a set is its smallest key."""
 
-    for s, e, k, d in g.edges(keys=True, data=True):
-        pts = np.asarray(d["pts"], np.int64).reshape(-1, 2)
-        ks, ke = key_of[s], key_of[e]
-        if len(pts):  # orient from s to e (sknw does not guarantee the order)
-            head = member[pts[0, 0], pts[0, 1]]
-            tail = member[pts[-1, 0], pts[-1, 1]]
-            if (head == e and tail != e) or (head != s and tail == s):
-                pts = pts[::-1]
-        interior = np.flatnonzero((member[pts[:, 0], pts[:, 1]] < 0) & stitch[pts[:, 0], pts[:, 1]])
-        prev_key, prev_i = ks, 0
-        for i in interior:  # split at stitch pixels in the middle of the edge
-            pr, pc = pts[i]
-            key = lin(pr + r0, pc + c0)
-            nodes.setdefault(key, (float(pr + r0), float(pc + c0), 1))
-            alias[key] = key
-            add_piece(prev_key, key, pts[prev_i:i + 1])
-            prev_key, prev_i = key, i
-        add_piece(prev_key, ke, pts[prev_i:])
+    def __init__(self):
+        self.parent: dict[int, int] = {}
 
-    # cross-tile pixel pairs owned by this tile (smaller linear index on our side)
-    for pr, pc in np.argwhere(stitch):
-        gp = lin(pr + r0, pc + c0)
-        for dr, dc in _NB:
-            qr, qc = pr + dr, pc + dc
-            if 0 <= qr < core.shape[0] and 0 <= qc < core.shape[1]:
+    def find(self, a: int) -> int:
+        root = a
+        while self.parent.get(root, root) != root:
+            root = self.parent[root]
+        while a != root:
+            self.parent[a], a = root, self.parent.get(a, a)
+        return root
+
+    def union(self, a: int, b: int) -> None:
+        ra, rb = self.find(a), self.find(b)
+        if ra != rb:
+            lo, hi = min(ra, rb), max(ra, rb)
+            self.parent[hi] = lo
+
+
+def join_parts(parts, w: int) -> nx.MultiGraph:
+    """Join tile parts into one MultiGraph (pixel coordinates, row/col), in canonical order.
+
+    Node attrs: ``o`` (row, col) float.  Edge attrs: ``pts`` (N, 2) int32 pixel path from the edge's ``_from`` node
+    (without the node pixels), ``n``/``sum_p``/``min_p``/``sum_w`` statistics, ``bridged`` False,
+    ``source`` "skeleton"."""
+    uf = _Union()
+    border: dict[int, int] = {}
+    sums: dict[int, np.ndarray] = {}
+    pieces: list[Piece] = []
+    for part in parts:
+        border.update(part.border)
+        for k, s in zip(part.node_keys.tolist(), part.node_sums):
+            sums[k] = s
+        pieces += part.pieces
+    for part in parts:
+        for k, lin in part.node_pairs:
+            uf.union(k, border[lin])
+
+    def resolve(ref) -> int:
+        kind, v = ref
+        return uf.find(v if kind == "key" else border[v])
+
+    merged: dict[int, np.ndarray] = {}
+    for k, s in sums.items():
+        r = uf.find(k)
+        merged[r] = merged[r] + s if r in merged else s.copy()
+
+    links = {}  # (own lin, other lin) -> (piece index, side)
+    for i, pc in enumerate(pieces):
+        for side, (kind, ref) in enumerate(pc.ends):
+            if kind == SEAM:
+                links[ref] = (i, side)
+
+    used = np.zeros(len(pieces), bool)
+    edges = []
+
+    def walk(i, side):
+        """Follow the chain entering piece i at ``side``; returns the pieces (oriented) and the far end."""
+        chain = []
+        while True:
+            used[i] = True
+            pc = pieces[i]
+            chain.append((pc, side == 1))  # reversed when entered at its last pixel
+            kind, ref = pc.ends[1 - side]
+            if kind != SEAM:
+                return chain, (kind, ref)
+            nxt = links[(ref[1], ref[0])]
+            if used[nxt[0]]:
+                return chain, (kind, ref)  # closed the cycle
+            i, side = nxt
+
+    def stats(chain):
+        return (sum(p.n for p, _ in chain), sum(p.sum_p for p, _ in chain), min(p.min_p for p, _ in chain),
+                sum(p.sum_w for p, _ in chain))
+
+    def path(chain):
+        return np.concatenate([p.pts[::-1] if rev else p.pts for p, rev in chain])
+
+    rings = []
+    for i, pc in enumerate(pieces):
+        for side in range(2):
+            if used[i] or pc.ends[side][0] != NODE:
                 continue
-            if not sub[qr + 1, qc + 1]:
-                continue
-            gq = lin(qr + r0, qc + c0)
-            if gp < gq and tile_of(qr + r0, qc + c0) != tile_of(pr + r0, pc + c0):
-                pts_local = np.array([[pr, pc], [qr, qc]])
-                n, sp, mp, sw = stats(pts_local)
-                cross.append(EdgePiece(gp, gq, pts_local + np.array([r0, c0]), n, sp, mp, sw))
-    return nodes, pieces, alias, cross
+            chain, far = walk(i, side)
+            u, v = resolve(pc.ends[side][1]), resolve(far[1])
+            edges.append((u, v, path(chain), stats(chain)))
+    for i, pc in enumerate(pieces):
+        if not used[i]:
+            chain, _ = walk(i, 0)
+            rings.append((path(chain), stats(chain)))
+    for pts, st in rings:  # a ring's node is its first pixel in raster order, as in a single sknw call
+        lin = pts[:, 0].astype(np.int64) * w + pts[:, 1]
+        j = int(np.argmin(lin))
+        pts = np.roll(pts, -j, axis=0)
+        lin = np.roll(lin, -j)
+        if len(pts) > 2 and lin[-1] < lin[1]:
+            pts = np.concatenate([pts[:1], pts[:0:-1]])
+        key = int(lin.min())
+        merged[key] = np.array([pts[0, 0], pts[0, 1], 1.0])
+        edges.append((key, key, pts[1:], st))  # statistics count the node pixel too
 
-
-def build_graph(ske_read: Reader, h: int, w: int, tile: int = 2048, prob_read: Reader | None = None,
-                dist_read: Reader | None = None) -> nx.MultiGraph:
-    """Join per-tile sknw graphs into one MultiGraph (pixel coordinates, row/col).
-
-    Node attrs: ``o`` (row, col) float.  Edge attrs: ``pts`` (N, 2) pixel path from the edge's ``u`` node to its
-    ``v`` node (without the node centres), ``n``/``sum_p``/``min_p``/``sum_w`` statistics, ``bridged``.
-    """
-    def tile_of(r, c):
-        return (r // tile, c // tile)
-
-    nodes_acc: dict[int, list] = {}
-    pieces: list[EdgePiece] = []
-    alias: dict[int, int] = {}
-    for r0, r1 in tile_ranges(h, tile):
-        for c0, c1 in tile_ranges(w, tile):
-            n, p, a, x = _tile_pieces(ske_read, prob_read, dist_read, h, w, r0, r1, c0, c1, tile_of)
-            for k, (sr, sc, cnt) in n.items():
-                acc = nodes_acc.setdefault(k, [0.0, 0.0, 0])
-                acc[0] += sr
-                acc[1] += sc
-                acc[2] += cnt
-            pieces += p
-            alias.update(a)
-            pieces += x
+    out = []
+    for u, v, pts, st in edges:
+        def first_lin(a):
+            return int(a[0, 0]) * w + int(a[0, 1]) if len(a) else -1
+        if u > v or (u == v and len(pts) > 1 and first_lin(pts[::-1]) < first_lin(pts)):
+            u, v, pts = v, u, pts[::-1]
+        out.append((u, v, first_lin(pts), len(pts), np.ascontiguousarray(pts), st))
+    out.sort(key=lambda e: e[:4])
     g = nx.MultiGraph()
-    for k, (sr, sc, cnt) in nodes_acc.items():
-        g.add_node(k, o=np.array([sr / cnt, sc / cnt]))
-    for e in pieces:
-        u, v = alias.get(e.u, e.u), alias.get(e.v, e.v)
-        for key in (u, v):
-            if key not in g:  # a stitch pixel whose own tile saw it as plain chain pixel
-                g.add_node(key, o=np.array([key // w, key % w], float))
-        g.add_edge(u, v, pts=e.pts, _from=u, n=e.n, sum_p=e.sum_p, min_p=e.min_p, sum_w=e.sum_w, bridged=False)
+    for k in sorted(merged):
+        s = merged[k]
+        g.add_node(k, o=np.array([s[0] / s[2], s[1] / s[2]]))
+    for u, v, _, _, pts, (n, sp, mp, sw) in out:
+        g.add_edge(u, v, pts=pts, _from=u, n=n, sum_p=sp, min_p=mp, sum_w=sw, bridged=False, source="skeleton")
     return g

@@ -5,7 +5,7 @@ from scipy import ndimage
 from skimage.draw import line as draw_line
 from skimage.morphology import skeletonize
 
-from roadmap_cli.graph import CleanOptions, graph_from_mask, graph_from_rasters, line_length, skeletonize_tiled
+from roadmap_cli.graph import CleanOptions, build_graph, graph_from_mask, graph_from_rasters, line_length
 from roadmap_cli.tiling import array_reader
 
 
@@ -69,7 +69,7 @@ def test_tiled_skeleton_equals_whole_skeleton():
     def write(r0, c0, a):
         out[r0:r0 + a.shape[0], c0:c0 + a.shape[1]] = a
 
-    skeletonize_tiled(array_reader(m), 256, 256, write, tile=50, halo=32)
+    build_graph(array_reader(m), 256, 256, tile=50, halo=32, skeleton=write)
     assert np.array_equal(out, skeletonize(m))
 
 
@@ -103,43 +103,30 @@ def test_gap_bridging_respects_angle():
     assert g.number_of_edges() == 2
 
 
-class _Store:
-    """In-memory stand-in for extract's scratch GeoTIFFs (counts writes)."""
-
-    def __init__(self, shape, dtype):
-        self.a, self.writes = np.zeros(shape, dtype), 0
-
-    def read(self, r0, r1, c0, c1):
-        return self.a[r0:r1, c0:c1]
-
-    def write(self, r0, c0, a):
-        self.a[r0:r0 + a.shape[0], c0:c0 + a.shape[1]] = a
-        self.writes += 1
-
-
 def test_raster_graph_stage_equals_in_memory_graph():
-    """graph_from_rasters (the extract stage: tiled skeleton, per-tile distance transform, join, cleanup) gives the
-    graph that graph_from_mask gives on the whole mask, edge widths and probabilities included."""
+    """graph_from_rasters (the extract stage: one pass per tile, join, cleanup) gives the graph that
+    graph_from_mask gives on the whole mask, edge widths and probabilities included."""
     rng = np.random.default_rng(5)
     m = roads((300, 300), [tuple(rng.integers(0, 300, 4)) for _ in range(8)], width=7)
     prob = np.where(m, 0.9, 0.1).astype(np.float32)
     clean = CleanOptions(gsd=1.0, min_spur_m=10, min_component_m=20, bridge_m=15)
-    ske, dist = _Store(m.shape, np.uint8), _Store(m.shape, np.float32)
     ticks = []
-    g = graph_from_rasters(array_reader(m), 300, 300, ske, dist, clean, array_reader(prob), tile=64,
+    g = graph_from_rasters(array_reader(m), 300, 300, clean, array_reader(prob), tile=64,
                            tick=lambda: ticks.append(1))
     whole = graph_from_mask(m, prob=prob, clean=clean)
-    assert signature(g) == signature(whole)
-    assert abs(total_length(g) - total_length(whole)) / total_length(whole) < 0.01
-    assert ske.writes == dist.writes == 25 and len(ticks) == 3 * 25  # 5 x 5 tiles, three passes
-    inner = (slice(8, -8), slice(8, -8))  # the scene edge counts as background for the tiles, not for the whole
-    assert np.allclose(dist.a[inner], ndimage.distance_transform_edt(m)[inner])  # roads narrower than the halo
+    assert signature(g) == signature(whole) and len(ticks) == 25  # 5 x 5 tiles, one pass
+    assert abs(total_length(g) - total_length(whole)) < 1e-9
+
     def widths(gg):  # mean half-width per edge, keyed by its rounded end points
         return {tuple(np.round(np.r_[d["line"][0], d["line"][-1]])): d["sum_w"] / d["n"]
                 for _, _, d in gg.edges(data=True)}
     a, b = widths(g), widths(whole)
     assert a.keys() == b.keys()
-    assert max(abs(a[k] - b[k]) for k in a) < 0.1  # pixel counts at seams and the scene edge differ slightly
+    assert max(abs(a[k] - b[k]) for k in a) < 1e-5
+    expected = ndimage.distance_transform_edt(np.pad(m, 1))[1:-1, 1:-1]  # the scene edge counts as background
+    e = next(iter(whole.edges(data=True)))[2]
+    pix = np.round(e["line"][1:-1]).astype(int)
+    assert abs(e["sum_w"] - expected[pix[:, 0], pix[:, 1]].sum()) < 1e-3
 
 
 def test_edge_attributes_width_and_probability():
