@@ -59,9 +59,9 @@ def to_geodataframes(g: nx.MultiGraph, transform, crs, gsd: float, simplify_px: 
         n = max(1, d["n"])
         erows.append({"id": int(k), "u": int(u), "v": int(v), "mean_prob": round(d["sum_p"] / n, 4),
                       "min_prob": round(float(d["min_p"]), 4), "width_m": round(2 * d["sum_w"] / n * gsd, 2),
-                      "bridged": bool(d["bridged"])})
+                      "bridged": bool(d["bridged"]), "source": d.get("source", "skeleton")})
     edges = gpd.GeoDataFrame(erows, geometry=egeoms, crs=crs) if erows else gpd.GeoDataFrame(
-        {"id": [], "u": [], "v": [], "mean_prob": [], "min_prob": [], "width_m": [], "bridged": []},
+        {"id": [], "u": [], "v": [], "mean_prob": [], "min_prob": [], "width_m": [], "bridged": [], "source": []},
         geometry=[], crs=crs)
     edges.insert(3, "length_m", np.round(metric_lengths(edges.geometry, crs, metres_per_unit), 2))
     nrows, ngeoms = [], []

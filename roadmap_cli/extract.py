@@ -26,6 +26,7 @@ import numpy as np
 from .errors import InputError, OutputError, OutputExistsError, UserError
 from .export import output_format, to_geodataframes, write_graph
 from .graph import CleanOptions, graph_from_rasters
+from .graph.mask import PostOptions, mask_rasters
 from .infer.device import resolve_device, resolve_precision
 from .infer.predict import Predictor
 from .infer.stitch import TileCache, blend_tiles, predict_tiles
@@ -79,7 +80,9 @@ class ExtractOptions:
     min_spur_m: float = 10.0
     min_component_m: float = 20.0
     simplify_m: float = 1.0
-    bridge_m: float = 15.0
+    bridge_m: float = 45.0
+    low_threshold: float | None = None  # hysteresis: pixels above this are road where they touch the threshold's
+    smooth_px: float = 0.0  # Gaussian smoothing (sigma, working pixels) of the probability before thresholding
     raster_grid: str = "input"  # --prob-out / --mask-out / --preview on the scene's grid ("input") or "model"
     allow_pixel_coords: bool = False
     random_weights: bool = False  # a variant without weights runs untrained (benchmarks only)
@@ -195,6 +198,10 @@ def _validate(opts: ExtractOptions) -> None:
         raise InputError(f"--raster-grid must be input or model, got {opts.raster_grid!r}")
     if opts.threshold is not None and not 0 < opts.threshold < 1:
         raise InputError("--threshold must be between 0 and 1")
+    if opts.low_threshold is not None and not 0 < opts.low_threshold < 1:
+        raise InputError("--low-threshold must be between 0 and 1")
+    if not 0 <= opts.smooth_px <= 50:
+        raise InputError(f"--smooth-px must be between 0 and 50 working pixels, got {opts.smooth_px}")
     for flag, value in (("--min-spur-m", opts.min_spur_m), ("--min-component-m", opts.min_component_m),
                         ("--simplify-m", opts.simplify_m), ("--bridge-m", opts.bridge_m)):
         if not (0 <= value < float("inf")):
@@ -315,6 +322,7 @@ def run_extract(opts: ExtractOptions, reporter: Reporter = SILENT) -> ExtractRes
                 _predict_stage(opts, s, stretch, cache, reporter)
             with _timed(times, "stitch"):
                 prob_r, mask_r, stats = _blend_stage(s, cache, work, reporter)
+                _mask_stage(opts, s, prob_r, mask_r, reporter)
             with _timed(times, "graph"):
                 g = _graph_stage(opts, s, prob_r, mask_r, work, reporter)
             with _timed(times, "write"):
@@ -396,13 +404,27 @@ def _blend_stage(s: _Session, cache: TileCache, work: Path, reporter: Reporter):
     return prob_r, mask_r, stats
 
 
+def _mask_stage(opts, s: _Session, prob_r, mask_r, reporter: Reporter) -> None:
+    """Rewrite the blended mask with smoothing and/or hysteresis (``--smooth-px``, ``--low-threshold``)."""
+    if opts.low_threshold is None and not opts.smooth_px:
+        return
+    if opts.low_threshold is not None and opts.low_threshold > s.threshold:
+        raise InputError(f"--low-threshold {opts.low_threshold} is above the threshold {s.threshold}")
+    post = PostOptions(threshold=s.threshold, smooth_px=opts.smooth_px, low=opts.low_threshold)
+    h, w, t = s.grid.height, s.grid.width, opts.graph_tile
+    n = len(tile_ranges(h, t)) * len(tile_ranges(w, t))
+    reporter.start("mask", n * (2 if post.low is not None else 1))
+    mask_rasters(prob_r.read, h, w, post, mask_r.write, t, tick=lambda: reporter.advance("mask"))
+
+
 def _graph_stage(opts, s: _Session, prob_r, mask_r, work: Path, reporter: Reporter):
     h, w, gt_ = s.grid.height, s.grid.width, opts.graph_tile
     reporter.start("graph", len(tile_ranges(h, gt_)) * len(tile_ranges(w, gt_)))
     clean = CleanOptions(gsd=s.grid.gsd, min_spur_m=opts.min_spur_m, min_component_m=opts.min_component_m,
                          bridge_m=opts.bridge_m)
+    read_prob = lambda r0, r1, c0, c1: np.maximum(prob_r.read(r0, r1, c0, c1), 0)  # noqa: E731
     g = graph_from_rasters(lambda r0, r1, c0, c1: mask_r.read(r0, r1, c0, c1) == 1, h, w, clean,
-                           lambda r0, r1, c0, c1: np.maximum(prob_r.read(r0, r1, c0, c1), 0), gt_, halo=64,
+                           read_prob, gt_, halo=64,
                            tick=lambda: reporter.advance("graph"))
     log.info("graph: %d nodes, %d edges", g.number_of_nodes(), g.number_of_edges())
     return g

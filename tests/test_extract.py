@@ -253,6 +253,10 @@ def test_bad_inputs_each_give_one_clear_line(cli, tmp_path, tiny_ckpt):
         ds.write(np.zeros((3, 64, 64), np.uint8) + 100)
     keep.add("nogeo.tif")
     check([nogeo, "-o", out, "--model", tiny_ckpt], "no georeferencing")
+    check([good, "-o", out, "--model", tiny_ckpt, "--low-threshold", "1.5"], "--low-threshold must be between")
+    check([good, "-o", out, "--model", tiny_ckpt, "--low-threshold", "0.7", "--threshold", "0.5"],
+          "--low-threshold 0.7 is above the threshold 0.5")
+    check([good, "-o", out, "--model", tiny_ckpt, "--smooth-px", "-1"], "--smooth-px must be between")
 
 
 def test_unwritable_output_folder(cli, tmp_path, tiny_ckpt, monkeypatch):
@@ -344,3 +348,34 @@ def test_resume_after_kill_9_equals_uninterrupted(tmp_path, tiny_ckpt):
     import geopandas as gpd
     ea, eb = gpd.read_file(tmp_path / "a.gpkg", layer="edges"), gpd.read_file(tmp_path / "b.gpkg", layer="edges")
     assert len(ea) == len(eb) and ea.geometry.geom_equals_exact(eb.geometry, 1e-9).all()
+
+
+def test_hysteresis_and_bridges_in_extract(tmp_path, tiny_cfg, monkeypatch):
+    """A road whose middle is faint (probability 0.35): plain thresholding breaks it and the default cleanup bridges
+    the 30 m gap as an edge of its own (source=bridge); --low-threshold 0.3 keeps the faint part as road, one edge."""
+    import geopandas as gpd
+
+    from roadmap_cli import extract as ex
+    scene = make_scene(tmp_path / "s.tif", size=300)
+    with rasterio.open(scene, "r+") as ds:  # the horizontal road only, its middle 30 px dimmer
+        a = ds.read()
+        a[:, :, 300 // 3 - 5:300 // 3 + 5] = 60
+        a[:, :, 300 // 3 - 5:300 // 3 + 5][:, 300 // 2 - 3:300 // 2 + 4] = 200
+        a[:, 300 // 2 - 3:300 // 2 + 4, 150:180] = 120
+        ds.write(a)
+
+    class Levels(ConstModel):
+        def forward(self, x):  # 0.95 on bright road, 0.35 on the dim part, 0.02 elsewhere
+            v = x[:, :1]
+            p = torch.where(v > 150, 0.95, torch.where(v > 100, 0.35, 0.02))
+            return torch.log(p / (1 - p)) + 0 * self.w
+
+    monkeypatch.setattr(ex, "load_model", lambda *a, **k: Levels(tiny_cfg))
+    kw = dict(tile=128, overlap=32, gsd=1.0, min_component_m=0)
+    ex.run_extract(ex.ExtractOptions(scene=scene, output=tmp_path / "a.gpkg", **kw))
+    a = gpd.read_file(tmp_path / "a.gpkg", layer="edges")
+    assert list(a["source"]).count("bridge") == 1 and a["bridged"].sum() == 1
+    assert 30 <= a.loc[a["source"] == "bridge", "length_m"].iloc[0] <= 40  # gap + the skeleton ends pulled back
+    ex.run_extract(ex.ExtractOptions(scene=scene, output=tmp_path / "b.gpkg", low_threshold=0.3, **kw))
+    b = gpd.read_file(tmp_path / "b.gpkg", layer="edges")
+    assert len(b) == 1 and b["source"].iloc[0] == "skeleton" and b["length_m"].iloc[0] > 290

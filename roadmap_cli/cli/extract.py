@@ -53,8 +53,16 @@ def extract(
                                           help="Unconnected pieces shorter than this many metres in all are removed."),
     simplify_m: float = typer.Option(1.0, "--simplify-m",
                                      help="Douglas-Peucker tolerance of the edge geometry, metres (0 = off)."),
-    bridge_m: float = typer.Option(15.0, "--bridge-m",
-                                   help="Largest gap in metres bridged from a dead end to the road ahead (0 = off)."),
+    bridge_m: float = typer.Option(45.0, "--bridge-m",
+                                   help="Largest gap in metres bridged from a dead end to the road within 30 deg "
+                                        "ahead, a node or the side of an edge (0 = off); bridges are edges of their "
+                                        "own, source=bridge."),
+    low_threshold: Optional[float] = typer.Option(None, "--low-threshold",
+                                                  help="Hysteresis: pixels above this probability are road where "
+                                                       "they connect to pixels above --threshold (default: off)."),
+    smooth_px: float = typer.Option(0.0, "--smooth-px",
+                                    help="Gaussian smoothing (sigma, working pixels) of the probability before "
+                                         "thresholding (default: off)."),
     random_weights: bool = typer.Option(False, "--random-weights",
                                         help="Run a variant without trained weights (benchmarks only)."),
     allow_pixel_coords: bool = typer.Option(False, "--allow-pixel-coords",

@@ -54,5 +54,5 @@ def graph_from_mask(mask: np.ndarray, prob: np.ndarray | None = None, gsd: float
     read_prob = array_reader(prob) if prob is not None else None
     g = build_graph(array_reader(mask), h, w, tile, read_prob, halo)
     if clean is None:
-        clean = CleanOptions(gsd=gsd, min_spur_m=0, min_component_m=0, bridge_m=0)
+        clean = CleanOptions(gsd=gsd, min_spur_m=0, min_component_m=0, bridge_m=0, spur_width_ratio=0)
     return clean_graph(g, clean, read_prob, h, w)

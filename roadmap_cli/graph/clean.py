@@ -44,7 +44,8 @@ def line_length(line: np.ndarray) -> float:
 
 def _merge_stats(a: dict, b: dict) -> dict:
     return {"n": a["n"] + b["n"], "sum_p": a["sum_p"] + b["sum_p"], "min_p": min(a["min_p"], b["min_p"]),
-            "sum_w": a["sum_w"] + b["sum_w"], "bridged": a.get("bridged", False) or b.get("bridged", False)}
+            "sum_w": a["sum_w"] + b["sum_w"], "bridged": a.get("bridged", False) or b.get("bridged", False),
+            "source": a.get("source", "skeleton")}
 
 
 def merge_degree2(g: nx.MultiGraph) -> nx.MultiGraph:
@@ -60,8 +61,8 @@ def merge_degree2(g: nx.MultiGraph) -> nx.MultiGraph:
             if len(es) != 2 or any(a == b for a, b, _, _ in es):
                 continue
             (_, a, ka, da), (_, b, kb, db) = es
-            if a == n or b == n:
-                continue
+            if a == n or b == n or da.get("source", "skeleton") != db.get("source", "skeleton"):
+                continue  # what the cleanup added stays its own edge
             # path a -> n -> b
             pa = _oriented_pts(da, a)
             pb = _oriented_pts(db, n)
@@ -102,8 +103,14 @@ def consolidate_junctions(g: nx.MultiGraph, tol_px: float) -> nx.MultiGraph:
     return g
 
 
-def prune_spurs(g: nx.MultiGraph, min_len_px: float) -> nx.MultiGraph:
-    """Remove dead-end edges shorter than ``min_len_px`` that hang off a junction (degree >= 3)."""
+def _half_width(d) -> float:
+    return d["sum_w"] / d["n"] if d.get("n") else 0.0
+
+
+def prune_spurs(g: nx.MultiGraph, min_len_px: float, width_ratio: float = 0.0) -> nx.MultiGraph:
+    """Remove dead-end edges that hang off a junction (degree >= 3) and are shorter than ``min_len_px`` or than
+    ``width_ratio`` times the road width at that junction (the widest other edge there): skeleton spurs grow with
+    the road's width."""
     for _ in range(3):
         removed = False
         for u, v, k, d in list(g.edges(keys=True, data=True)):
@@ -112,7 +119,13 @@ def prune_spurs(g: nx.MultiGraph, min_len_px: float) -> nx.MultiGraph:
             du, dv = g.degree(u), g.degree(v)
             if not ((du == 1 and dv >= 3) or (dv == 1 and du >= 3)):
                 continue
-            if line_length(edge_line(g, u, v, d)) < min_len_px:
+            junction = v if du == 1 else u
+            limit = min_len_px
+            if width_ratio > 0:
+                widths = [2 * _half_width(dd) for a, b, kk, dd in g.edges(junction, keys=True, data=True)
+                          if (a, b, kk) != (u, v, k) and (b, a, kk) != (u, v, k)]
+                limit = max(limit, width_ratio * max(widths, default=0.0))
+            if line_length(edge_line(g, u, v, d)) < limit:
                 g.remove_edge(u, v, k)
                 g.remove_node(u if du == 1 else v)
                 removed = True
@@ -131,22 +144,72 @@ def remove_small_components(g: nx.MultiGraph, min_len_px: float) -> nx.MultiGrap
     return g
 
 
+def _split_edge(g: nx.MultiGraph, u, v, k, i: int, key: int) -> None:
+    """Split edge (u, v, k) at its pixel ``pts[i]`` (counted from its ``_from`` end) into two edges meeting at a new
+    node ``key``; statistics are shared in proportion to the pixels on each side."""
+    d = g.edges[u, v, k]
+    start = d.get("_from", u)
+    end = v if start == u else u
+    pts = d["pts"]
+    g.add_node(key, o=pts[i].astype(float))
+    n = max(len(pts), 1)
+    for a, b, seg, share in ((start, key, pts[:i], i / n), (key, end, pts[i + 1:], (n - i - 1) / n)):
+        g.add_edge(a, b, pts=seg, _from=a, n=max(1, round(d["n"] * share)), sum_p=d["sum_p"] * share,
+                   min_p=d["min_p"], sum_w=d["sum_w"] * share, bridged=d.get("bridged", False),
+                   source=d.get("source", "skeleton"))
+    g.remove_edge(u, v, k)
+
+
+def _line_probs(seg: np.ndarray, prob_read: Reader, h: int, w: int) -> np.ndarray:
+    r0, c0 = seg.min(0)
+    r1, c1 = seg.max(0) + 1
+    win = prob_read(int(max(r0, 0)), int(min(r1, h)), int(max(c0, 0)), int(min(c1, w))).astype(np.float32)
+    rr = np.clip(seg[:, 0] - max(r0, 0), 0, win.shape[0] - 1)
+    cc = np.clip(seg[:, 1] - max(c0, 0), 0, win.shape[1] - 1)
+    return win[rr, cc]
+
+
+def _pixel_weight(u, v, d) -> float:
+    return min(len(dd["pts"]) + 1 for dd in d.values())
+
+
+def _follow_probability(seg: np.ndarray, prob_read: Reader, h: int, w: int, margin: int = 6) -> np.ndarray:
+    """The bridge's pixel path between its two end pixels along the most road-like way (least cost ``1.05 - p``,
+    8-connected) inside the segment's box widened by ``margin``; the straight line where that path is more than
+    1.5 times as long."""
+    from skimage.graph import route_through_array
+
+    r0, c0 = np.maximum(seg.min(0) - margin, 0)
+    r1, c1 = np.minimum(seg.max(0) + margin + 1, [h, w])
+    win = prob_read(int(r0), int(r1), int(c0), int(c1)).astype(np.float32)
+    a, b = seg[0] - [r0, c0], seg[-1] - [r0, c0]
+    if not (np.all(a >= 0) and np.all(a < win.shape) and np.all(b >= 0) and np.all(b < win.shape)):
+        return seg
+    path, _ = route_through_array(1.05 - np.clip(win, 0, 1), tuple(a), tuple(b), fully_connected=True,
+                                  geometric=True)
+    path = np.asarray(path, np.int64) + [r0, c0]
+    return path if len(path) <= 1.5 * len(seg) else seg
+
+
 def bridge_gaps(g: nx.MultiGraph, max_gap_px: float, prob_read: Reader | None = None, h: int = 0, w: int = 0,
-                max_angle_deg: float = 45.0, min_prob: float = 0.2) -> nx.MultiGraph:
-    """Connect dead ends to the nearest node within ``max_gap_px`` that lies ahead of the dead end (angle limit)
-    and, with a probability raster, along a line at least 75 % of whose samples have probability >= ``min_prob``."""
+                max_angle_deg: float = 45.0, min_prob: float = 0.2, to_edges: bool = True,
+                detour: float = 0.0, follow: bool = False) -> nx.MultiGraph:
+    """Connect each dead end to the nearest point of another piece of the network within ``max_gap_px`` that lies
+    ahead of it (``max_angle_deg`` from its direction): a node, or with ``to_edges`` any pixel of an edge (the edge
+    is split there: a road that ends against the side of another becomes a T junction).  A point of the dead end's
+    own piece qualifies too when ``detour`` > 0 and the way to it along the graph is more than ``detour`` times the
+    gap (a road broken in two that still connects far away).  With a probability
+    raster, at least 75 % of the samples along the bridge must have probability >= ``min_prob``.  Bridges are
+    edges of their own (``source`` "bridge", ``bridged`` True); dead ends are visited in node order."""
     if max_gap_px <= 0:
         return g
     from scipy.spatial import cKDTree
 
     _normalize_orientation(g)
-    keys = list(g.nodes)
-    if len(keys) < 2:
+    if g.number_of_nodes() < 2:
         return g
-    xy = np.array([g.nodes[k]["o"] for k in keys])
-    tree = cKDTree(xy)
     comp, parent = {}, []
-    for cid, nodes in enumerate(nx.connected_components(g)):
+    for cid, nodes in enumerate(sorted(nx.connected_components(g), key=min)):
         parent.append(cid)
         for m in nodes:
             comp[m] = cid
@@ -157,60 +220,133 @@ def bridge_gaps(g: nx.MultiGraph, max_gap_px: float, prob_read: Reader | None = 
             c = parent[c]
         return c
 
-    done = set()
-    for n in keys:
-        if n not in g or g.degree(n) != 1 or n in done:
+    # candidate targets: node centres, and (to_edges) edge pixels, looked up through the edge that holds them now
+    cand_xy, cand = [], []
+    for m in g.nodes:
+        cand_xy.append(g.nodes[m]["o"])
+        cand.append(("node", m))
+    where: dict[tuple, tuple] = {}
+    if to_edges:
+        for u, v, k, d in g.edges(keys=True, data=True):
+            for p in d["pts"]:
+                key = (int(p[0]), int(p[1]))
+                where[key] = (u, v, k)
+                cand_xy.append(p)
+                cand.append(("pix", key))
+    tree = cKDTree(np.asarray(cand_xy, float))
+
+    def target_node(c):
+        """The node a candidate stands for now (splitting its edge if it is an edge pixel), or None."""
+        kind, ref = c
+        if kind == "node":
+            return ref if ref in g else None
+        u, v, k = where[ref]
+        d = g.edges[u, v, k]
+        pts = d["pts"]
+        i = int(np.flatnonzero((pts[:, 0] == ref[0]) & (pts[:, 1] == ref[1]))[0])
+        if i == 0:
+            return d.get("_from", u)
+        if i == len(pts) - 1:
+            return v if d.get("_from", u) == u else u
+        key = -(ref[0] * (w or 1 << 31) + ref[1] + 1)  # never a raster-built key (those are >= 0)
+        start = d.get("_from", u)
+        _split_edge(g, u, v, k, i, key)
+        del where[ref]  # the pixel is a node now
+        comp[key] = comp[start]
+        for a, b, kk, dd in g.edges(key, keys=True, data=True):
+            for p in dd["pts"]:
+                where[(int(p[0]), int(p[1]))] = (a, b, kk)
+        return key
+
+    for n in list(g.nodes):
+        if n not in g or g.degree(n) != 1:
             continue
         (_, x, k, d), = list(g.edges(n, keys=True, data=True))
+        if d.get("source") == "bridge":
+            continue
         line = edge_line(g, n, x, d) if d.get("_from", n) == n else edge_line(g, x, n, d)[::-1]
         back = line[min(len(line) - 1, 10)]
         direction = g.nodes[n]["o"] - back
         if not np.any(direction):
             continue
         direction = direction / np.linalg.norm(direction)
-        best, best_d = None, None
-        for j in tree.query_ball_point(g.nodes[n]["o"], max_gap_px):
-            m = keys[j]
-            if m == n or m not in g or find(comp[m]) == find(comp[n]):  # only join separate pieces
-                continue
-            vec = g.nodes[m]["o"] - g.nodes[n]["o"]
+        here = g.nodes[n]["o"]
+        best = None
+        along = None
+        for j in sorted(tree.query_ball_point(here, max_gap_px)):
+            kind, ref = cand[j]
+            if kind == "node":
+                if ref not in g or ref == n:
+                    continue
+                other = comp[ref]
+            else:
+                if ref not in where or (x in where[ref][:2] and n in where[ref][:2]):
+                    continue
+                other = comp[where[ref][0]]
+            vec = np.asarray(cand_xy[j], float) - here
+            if find(other) == find(comp[n]):  # the same piece: only where the way round is long
+                if detour <= 0:
+                    continue
+                if along is None:
+                    along = nx.single_source_dijkstra_path_length(g, n, cutoff=detour * max_gap_px,
+                                                                  weight=_pixel_weight)
+                limit = detour * float(np.linalg.norm(vec))
+                if kind == "node":
+                    if along.get(ref, np.inf) <= limit:
+                        continue
+                else:
+                    a_, b_, k_ = where[ref]
+                    dd = g.edges[a_, b_, k_]
+                    start = dd.get("_from", a_)
+                    end = b_ if start == a_ else a_
+                    pts = dd["pts"]
+                    i = int(np.flatnonzero((pts[:, 0] == ref[0]) & (pts[:, 1] == ref[1]))[0])
+                    if min(along.get(start, np.inf) + i + 1, along.get(end, np.inf) + len(pts) - i) <= limit:
+                        continue
             dist = float(np.linalg.norm(vec))
             if dist == 0 or np.degrees(np.arccos(np.clip(vec @ direction / dist, -1, 1))) > max_angle_deg:
                 continue
-            if best_d is None or dist < best_d:
-                best, best_d = m, dist
+            if best is None or (dist, j) < best[:2]:
+                best = (dist, j, vec)
         if best is None:
             continue
-        a, b = g.nodes[n]["o"], g.nodes[best]["o"]
-        steps = max(2, int(math.ceil(best_d)) + 1)
+        dist, j, vec = best
+        a = here
+        b = a + vec
+        steps = max(2, int(math.ceil(dist)) + 1)
         seg = np.round(np.linspace(a, b, steps)).astype(np.int64)
         probs = np.zeros(len(seg), np.float32)
         if prob_read is not None:
-            r0, c0 = seg.min(0)
-            r1, c1 = seg.max(0) + 1
-            win = prob_read(int(max(r0, 0)), int(min(r1, h)), int(max(c0, 0)), int(min(c1, w))).astype(np.float32)
-            rr = np.clip(seg[:, 0] - max(r0, 0), 0, win.shape[0] - 1)
-            cc = np.clip(seg[:, 1] - max(c0, 0), 0, win.shape[1] - 1)
-            probs = win[rr, cc]
+            if follow:
+                seg = _follow_probability(seg, prob_read, h, w)
+            probs = _line_probs(seg, prob_read, h, w)
             if np.percentile(probs, 25) < min_prob:  # most of the bridge must look like road
                 continue
-        g.add_edge(n, best, pts=seg[1:-1], _from=n, n=len(seg), sum_p=float(probs.sum()),
-                   min_p=float(probs.min()), sum_w=0.0, bridged=True)
-        done.update({n, best})
-        parent[find(comp[best])] = find(comp[n])
+        m = target_node(cand[j])
+        if m is None:
+            continue
+        g.add_edge(n, m, pts=seg[1:-1].astype(np.int32), _from=n, n=len(seg), sum_p=float(probs.sum()),
+                   min_p=float(probs.min()), sum_w=0.0, bridged=True, source="bridge")
+        parent[find(comp[m])] = find(comp[n])
     return g
 
 
 @dataclass
 class CleanOptions:
-    """Cleanup tolerances in metres (``gsd``: metres per pixel of the graph's raster)."""
+    """Cleanup tolerances in metres (``gsd``: metres per pixel of the graph's raster).  The defaults were chosen on
+    the bundled model's Massachusetts validation tiles only (benchmarks/bench_topology.py, BENCHMARKS.md)."""
 
     gsd: float = 1.0                # metres per pixel of the graph's raster
     min_spur_m: float = 10.0
     min_component_m: float = 20.0
     junction_m: float = 3.0
-    bridge_m: float = 15.0
-    bridge_angle_deg: float = 45.0
+    bridge_m: float = 45.0           # dead ends are bridged over gaps up to this long ...
+    bridge_angle_deg: float = 30.0   # ... to a point this close to straight ahead
+    bridge_min_prob: float = 0.0     # most of a bridge must have at least this probability (0: geometry only)
+    join_edges: bool = True          # dead ends may join the side of an edge, not only a node
+    bridge_detour: float = 2.0       # ... and their own piece where the way round is this many times longer
+    bridge_follow: bool = True       # a bridge follows the probability instead of a straight line
+    spur_width_ratio: float = 2.0    # spurs shorter than this many road widths are pruned too (0 = off)
 
 
 def clean_graph(g: nx.MultiGraph, opts: CleanOptions, prob_read: Reader | None = None, h: int = 0,
@@ -221,8 +357,9 @@ def clean_graph(g: nx.MultiGraph, opts: CleanOptions, prob_read: Reader | None =
     merge_degree2(g)
     consolidate_junctions(g, opts.junction_m * px)
     merge_degree2(g)
-    prune_spurs(g, opts.min_spur_m * px)
-    bridge_gaps(g, opts.bridge_m * px, prob_read, h, w, opts.bridge_angle_deg)
+    prune_spurs(g, opts.min_spur_m * px, opts.spur_width_ratio)
+    bridge_gaps(g, opts.bridge_m * px, prob_read, h, w, opts.bridge_angle_deg, opts.bridge_min_prob,
+                opts.join_edges, opts.bridge_detour, opts.bridge_follow)
     merge_degree2(g)
     remove_small_components(g, opts.min_component_m * px)
     return relabel(g)
@@ -245,7 +382,7 @@ def relabel(g: nx.MultiGraph) -> nx.MultiGraph:
     edges.sort(key=lambda e: (e[0], e[1], tuple(np.round(e[2][len(e[2]) // 2], 3))))
     for i, (a, b, line, d) in enumerate(edges):
         h.add_edge(a, b, key=i, line=line, n=d["n"], sum_p=d["sum_p"], min_p=d["min_p"], sum_w=d["sum_w"],
-                   bridged=bool(d.get("bridged", False)))
+                   bridged=bool(d.get("bridged", False)), source=d.get("source", "skeleton"))
     return h
 
 

@@ -234,7 +234,7 @@ def lines_from_mask(mask: np.ndarray, gsd: float = 1.0) -> list[LineString]:
     metres."""
     from ..graph import CleanOptions, graph_from_mask
 
-    clean = CleanOptions(gsd=gsd, min_spur_m=10, min_component_m=20, bridge_m=0)
+    clean = CleanOptions(gsd=gsd, min_spur_m=10, min_component_m=20, bridge_m=0, spur_width_ratio=0)
     return lines_from_graph(graph_from_mask(mask, gsd=gsd, clean=clean), gsd)
 
 

@@ -1,4 +1,5 @@
 """Tiled skeleton + sknw graph building, seams, cleanup, georeferencing."""
+import networkx as nx
 import numpy as np
 import pytest
 from scipy import ndimage
@@ -78,7 +79,8 @@ def test_spur_pruning_and_small_components():
     m |= roads((120, 120), [(10, 10, 10, 16)], width=3)                   # 6 px blob far away
     raw = graph_from_mask(m)
     assert signature(raw)[0] >= 5
-    clean = graph_from_mask(m, clean=CleanOptions(gsd=1.0, min_spur_m=10, min_component_m=20, bridge_m=0))
+    clean = graph_from_mask(m, clean=CleanOptions(gsd=1.0, min_spur_m=10, min_component_m=20, bridge_m=0,
+                                                  spur_width_ratio=0))
     assert signature(clean) == (2, 1, [1, 1])
 
 
@@ -86,11 +88,14 @@ def test_gap_bridging_uses_probability():
     m = roads((60, 200), [(30, 5, 30, 90), (30, 100, 30, 195)], width=3)  # 10 px gap
     prob = m.astype(np.float32)
     prob[28:33, 90:101] = 0.6  # the gap is road-like in the probabilities
-    opts = CleanOptions(gsd=1.0, min_spur_m=0, min_component_m=0, bridge_m=15)
+    opts = CleanOptions(gsd=1.0, min_spur_m=0, min_component_m=0, bridge_m=15, bridge_min_prob=0.2)
     g = graph_from_mask(m, prob=prob, clean=opts)
-    assert signature(g) == (2, 1, [1, 1])
-    bridged_edge = list(g.edges(data=True))[0][2]
-    assert bridged_edge["bridged"]
+    assert signature(g) == (4, 3, [1, 1, 2, 2])  # the bridge stays an edge of its own between the two roads
+    assert nx.is_connected(g)
+    bridges = [d for _, _, d in g.edges(data=True) if d["bridged"]]
+    assert len(bridges) == 1 and bridges[0]["source"] == "bridge"
+    assert 9 <= line_length(bridges[0]["line"]) <= 13
+    assert all(d["source"] == "skeleton" for _, _, d in g.edges(data=True) if not d["bridged"])
     no_prob = np.where(m, 1.0, 0.0).astype(np.float32)  # the gap looks like background: no bridge
     g2 = graph_from_mask(m, prob=no_prob, clean=opts)
     assert g2.number_of_edges() == 2
@@ -144,3 +149,58 @@ def test_stable_ids():
     a, b = graph_from_mask(m, tile=32), graph_from_mask(m, tile=2048)
     assert list(a.nodes) == list(range(5)) == list(b.nodes)
     assert [k for _, _, k in a.edges(keys=True)] == [k for _, _, k in b.edges(keys=True)]
+
+
+def _bridges(g):
+    return [d for _, _, d in g.edges(data=True) if d["source"] == "bridge"]
+
+
+def test_dead_end_joins_the_side_of_an_edge():
+    """A road ending 12 px short of a crossing road becomes a T junction on it (the edge is split there)."""
+    m = roads((120, 120), [(60, 5, 60, 115), (5, 40, 48, 40)], width=3)
+    opts = CleanOptions(gsd=1.0, min_spur_m=0, min_component_m=0, bridge_m=15, bridge_angle_deg=30)
+    g = graph_from_mask(m, prob=np.where(m, 0.9, 0.0).astype(np.float32), clean=opts)
+    assert nx.is_connected(g)
+    (b,) = _bridges(g)
+    assert abs(b["line"][-1][1] - 40) <= 1 and abs(b["line"][-1][0] - 60) <= 1  # on the road's side, straight ahead
+    assert sorted(d for _, d in g.degree()).count(3) == 1  # the T junction
+    no_edges = graph_from_mask(m, clean=CleanOptions(gsd=1.0, min_spur_m=0, min_component_m=0, bridge_m=15,
+                                                     join_edges=False))
+    assert not nx.is_connected(no_edges)  # nothing but the edge's side is ahead of the dead end
+
+
+def test_bridge_within_one_piece_only_where_the_way_round_is_long():
+    """A loop road broken by a 10 px gap: bridged when the way round is more than ``detour`` times the gap."""
+    m = roads((120, 120), [(20, 20, 20, 100), (20, 100, 100, 100), (100, 100, 100, 20), (100, 20, 32, 20)],
+              width=3)
+    base = dict(gsd=1.0, min_spur_m=0, min_component_m=0, bridge_m=15, bridge_angle_deg=30)
+    closed = graph_from_mask(m, clean=CleanOptions(**base, bridge_detour=2))
+    assert len(_bridges(closed)) == 1 and min(d for _, d in closed.degree()) >= 2  # a ring again
+    assert not _bridges(graph_from_mask(m, clean=CleanOptions(**base, bridge_detour=0)))
+    assert not _bridges(graph_from_mask(m, clean=CleanOptions(**base, bridge_detour=40)))  # 300 px < 40 x 12 px
+
+
+def test_bridge_follows_the_probability():
+    """Across a gap where the probability bends, the bridge follows the faint road instead of the straight line."""
+    m = roads((80, 200), [(40, 5, 40, 80), (40, 120, 40, 195)], width=3)
+    prob = np.where(m, 0.9, 0.0).astype(np.float32)
+    rr, cc = draw_line(40, 80, 45, 100)
+    prob[rr, cc] = 0.4
+    rr, cc = draw_line(45, 100, 40, 120)
+    prob[rr, cc] = 0.4
+    opts = CleanOptions(gsd=1.0, min_spur_m=0, min_component_m=0, bridge_m=45, bridge_angle_deg=30,
+                        bridge_follow=True)
+    (b,) = _bridges(graph_from_mask(m, prob=prob, clean=opts))
+    assert b["line"][:, 0].max() >= 44  # through the bend at row 45
+    (s,) = _bridges(graph_from_mask(m, prob=prob, clean=CleanOptions(**{**opts.__dict__, "bridge_follow": False})))
+    assert s["line"][:, 0].max() <= 41  # straight
+
+
+def test_spur_pruning_relative_to_road_width():
+    """A 14 px spur off a 13 px wide road survives a 10 px limit but not two road widths."""
+    m = roads((160, 160), [(80, 5, 80, 155)], width=13)
+    m |= roads((160, 160), [(80, 80, 60, 80)], width=3)  # ends 14 px beyond the wide road's edge
+    base = dict(gsd=1.0, min_spur_m=10, min_component_m=0, bridge_m=0)
+    kept = graph_from_mask(m, clean=CleanOptions(**base, spur_width_ratio=0))
+    pruned = graph_from_mask(m, clean=CleanOptions(**base, spur_width_ratio=2))
+    assert kept.number_of_edges() == 3 and pruned.number_of_edges() == 1
