@@ -81,6 +81,12 @@ class ExtractOptions:
     min_component_m: float = 20.0
     simplify_m: float = 1.0
     bridge_m: float = 45.0
+    bridge_angle_deg: float = 30.0  # a bridge's target lies within this angle of the dead end's direction
+    bridge_to_edges: bool = True  # ... and may be the side of an edge, not only a node
+    bridge_detour: float = 2.0  # ... or the dead end's own piece where the way round is this many times the gap
+    bridge_follow: bool = True  # bridges follow the probability (else straight)
+    junction_m: float = 3.0  # junctions closer than this are merged
+    spur_widths: float = 2.0  # spurs shorter than this many road widths are pruned (0 = off)
     low_threshold: float | None = None  # hysteresis: pixels above this are road where they touch the threshold's
     smooth_px: float = 0.0  # Gaussian smoothing (sigma, working pixels) of the probability before thresholding
     raster_grid: str = "input"  # --prob-out / --mask-out / --preview on the scene's grid ("input") or "model"
@@ -203,9 +209,15 @@ def _validate(opts: ExtractOptions) -> None:
     if not 0 <= opts.smooth_px <= 50:
         raise InputError(f"--smooth-px must be between 0 and 50 working pixels, got {opts.smooth_px}")
     for flag, value in (("--min-spur-m", opts.min_spur_m), ("--min-component-m", opts.min_component_m),
-                        ("--simplify-m", opts.simplify_m), ("--bridge-m", opts.bridge_m)):
+                        ("--simplify-m", opts.simplify_m), ("--bridge-m", opts.bridge_m),
+                        ("--junction-m", opts.junction_m)):
         if not (0 <= value < float("inf")):
             raise InputError(f"{flag} must be a number of metres >= 0, got {value}")
+    for flag, value in (("--bridge-detour", opts.bridge_detour), ("--spur-widths", opts.spur_widths)):
+        if not (0 <= value < float("inf")):
+            raise InputError(f"{flag} must be a number >= 0, got {value}")
+    if not 0 < opts.bridge_angle_deg <= 180:
+        raise InputError(f"--bridge-angle-deg must be in (0, 180], got {opts.bridge_angle_deg}")
     _check_outputs_are_new(opts)
     for flag, value in (("--model-gsd", opts.gsd), ("--scene-gsd", opts.scene_gsd)):
         if value is not None and not (0 < value < float("inf")):
@@ -421,7 +433,9 @@ def _graph_stage(opts, s: _Session, prob_r, mask_r, work: Path, reporter: Report
     h, w, gt_ = s.grid.height, s.grid.width, opts.graph_tile
     reporter.start("graph", len(tile_ranges(h, gt_)) * len(tile_ranges(w, gt_)))
     clean = CleanOptions(gsd=s.grid.gsd, min_spur_m=opts.min_spur_m, min_component_m=opts.min_component_m,
-                         bridge_m=opts.bridge_m)
+                         junction_m=opts.junction_m, bridge_m=opts.bridge_m, bridge_angle_deg=opts.bridge_angle_deg,
+                         join_edges=opts.bridge_to_edges, bridge_detour=opts.bridge_detour,
+                         bridge_follow=opts.bridge_follow, spur_width_ratio=opts.spur_widths)
     read_prob = lambda r0, r1, c0, c1: np.maximum(prob_r.read(r0, r1, c0, c1), 0)  # noqa: E731
     g = graph_from_rasters(lambda r0, r1, c0, c1: mask_r.read(r0, r1, c0, c1) == 1, h, w, clean,
                            read_prob, gt_, halo=64,

@@ -257,6 +257,8 @@ def test_bad_inputs_each_give_one_clear_line(cli, tmp_path, tiny_ckpt):
     check([good, "-o", out, "--model", tiny_ckpt, "--low-threshold", "0.7", "--threshold", "0.5"],
           "--low-threshold 0.7 is above the threshold 0.5")
     check([good, "-o", out, "--model", tiny_ckpt, "--smooth-px", "-1"], "--smooth-px must be between")
+    check([good, "-o", out, "--model", tiny_ckpt, "--bridge-angle-deg", "0"], "--bridge-angle-deg must be in")
+    check([good, "-o", out, "--model", tiny_ckpt, "--spur-widths", "-2"], "--spur-widths must be a number >= 0")
 
 
 def test_unwritable_output_folder(cli, tmp_path, tiny_ckpt, monkeypatch):
@@ -376,6 +378,9 @@ def test_hysteresis_and_bridges_in_extract(tmp_path, tiny_cfg, monkeypatch):
     a = gpd.read_file(tmp_path / "a.gpkg", layer="edges")
     assert list(a["source"]).count("bridge") == 1 and a["bridged"].sum() == 1
     assert 30 <= a.loc[a["source"] == "bridge", "length_m"].iloc[0] <= 40  # gap + the skeleton ends pulled back
+    ex.run_extract(ex.ExtractOptions(scene=scene, output=tmp_path / "c.gpkg", bridge_angle_deg=1, **kw))
+    c = gpd.read_file(tmp_path / "c.gpkg", layer="edges")  # the switches reach the cleanup: 1 deg is too narrow
+    assert len(c) == 2 and not c["bridged"].any()
     ex.run_extract(ex.ExtractOptions(scene=scene, output=tmp_path / "b.gpkg", low_threshold=0.3, **kw))
     b = gpd.read_file(tmp_path / "b.gpkg", layer="edges")
     assert len(b) == 1 and b["source"].iloc[0] == "skeleton" and b["length_m"].iloc[0] > 290

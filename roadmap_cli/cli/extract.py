@@ -57,6 +57,22 @@ def extract(
                                    help="Largest gap in metres bridged from a dead end to the road within 30 deg "
                                         "ahead, a node or the side of an edge (0 = off); bridges are edges of their "
                                         "own, source=bridge."),
+    bridge_angle_deg: float = typer.Option(30.0, "--bridge-angle-deg",
+                                           help="A bridge's target lies within this angle of the dead end's "
+                                                "direction."),
+    bridge_to_edges: bool = typer.Option(True, "--bridge-to-edges/--bridge-to-nodes",
+                                         help="Bridges may end on the side of an edge (a new T junction), or only "
+                                              "at nodes."),
+    bridge_detour: float = typer.Option(2.0, "--bridge-detour",
+                                        help="Bridge a dead end to its own piece where the way round is more than "
+                                             "this many times the gap (0 = only to other pieces)."),
+    bridge_follow: bool = typer.Option(True, "--bridge-follow/--bridge-straight",
+                                       help="Bridges follow the road probability, or run straight."),
+    junction_m: float = typer.Option(3.0, "--junction-m",
+                                     help="Junctions closer than this many metres are merged into one."),
+    spur_widths: float = typer.Option(2.0, "--spur-widths",
+                                      help="Dead-end branches shorter than this many road widths are removed too "
+                                           "(0 = off)."),
     low_threshold: Optional[float] = typer.Option(None, "--low-threshold",
                                                   help="Hysteresis: pixels above this probability are road where "
                                                        "they connect to pixels above --threshold (default: off)."),
