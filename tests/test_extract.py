@@ -378,8 +378,8 @@ def test_hysteresis_and_bridges_in_extract(tmp_path, tiny_cfg, monkeypatch):
     a = gpd.read_file(tmp_path / "a.gpkg", layer="edges")
     assert list(a["source"]).count("bridge") == 1 and a["bridged"].sum() == 1
     assert 30 <= a.loc[a["source"] == "bridge", "length_m"].iloc[0] <= 40  # gap + the skeleton ends pulled back
-    ex.run_extract(ex.ExtractOptions(scene=scene, output=tmp_path / "c.gpkg", bridge_angle_deg=1, **kw))
-    c = gpd.read_file(tmp_path / "c.gpkg", layer="edges")  # the switches reach the cleanup: 1 deg is too narrow
+    ex.run_extract(ex.ExtractOptions(scene=scene, output=tmp_path / "c.gpkg", bridge_m=25, **kw))
+    c = gpd.read_file(tmp_path / "c.gpkg", layer="edges")  # the gap is longer than 25 m: no bridge
     assert len(c) == 2 and not c["bridged"].any()
     ex.run_extract(ex.ExtractOptions(scene=scene, output=tmp_path / "b.gpkg", low_threshold=0.3, **kw))
     b = gpd.read_file(tmp_path / "b.gpkg", layer="edges")
