@@ -17,6 +17,7 @@ import json
 import logging
 import os
 import shutil
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,6 +32,7 @@ from .infer.device import resolve_device, resolve_precision
 from .infer.predict import Predictor
 from .infer.stitch import TileCache, blend_tiles, predict_tiles
 from .io.atomic import atomic_path, check_output_path, is_disk_full, run_lock
+from .io.mosaic import LIST_SUFFIXES, build_mosaic, expand_inputs
 from .io.raster import (
     SceneGrid,
     ScratchTiff,
@@ -56,9 +58,10 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class ExtractOptions:
-    """Everything ``roadmap extract`` takes (the CLI's options, by the same names)."""
+    """Everything ``roadmap extract`` takes (the CLI's options, by the same names).  ``scene`` is one raster, or a
+    list of rasters, folders, text lists and STAC item JSON files read as one mosaic (``io.mosaic``)."""
 
-    scene: Path
+    scene: Path | list[Path]
     output: Path
     model: str | None = None
     weights: Path | None = None
@@ -95,6 +98,8 @@ class ExtractOptions:
     overwrite: bool = False
     resume: bool = False
     graph_tile: int = 2048
+    asset: str | None = None  # the STAC asset to read (default: visual / image / data / the first GeoTIFF)
+    mosaic_key: str | None = None  # set internally: the identity of a mosaic's scenes (for --resume)
 
 
 @dataclass
@@ -228,7 +233,8 @@ def _check_outputs_are_new(opts: ExtractOptions) -> None:
     """No output may be an input (even with --overwrite) or another output."""
     outputs = {"-o": opts.output, "--prob-out": opts.prob_out, "--mask-out": opts.mask_out,
                "--preview": opts.preview, "--report": opts.report}
-    inputs = {"the scene": opts.scene, "--model": opts.model, "--weights": opts.weights}
+    scenes = opts.scene if isinstance(opts.scene, (list, tuple)) else [opts.scene]
+    inputs = {**{f"the scene {sc}": sc for sc in scenes}, "--model": opts.model, "--weights": opts.weights}
     seen: dict[Path, str] = {}
     for flag, path in outputs.items():
         if path is None:
@@ -308,15 +314,49 @@ def _plan(opts: ExtractOptions, s: _Session) -> ExtractPlan:
                        params, str(s.device), s.precision, opts.batch_size, memory, scratch, work, free)
 
 
+@contextlib.contextmanager
+def _resolved_scene(opts: ExtractOptions):
+    """``opts`` with ``scene`` one raster: the given one, or a GTI mosaic of many (in a temporary folder that
+    lives as long as the run), and the list of source scenes."""
+    items = [Path(x) for x in (opts.scene if isinstance(opts.scene, (list, tuple)) else [opts.scene])]
+    if not items:
+        raise InputError("no scene given")
+    plain = len(items) == 1 and not items[0].is_dir() and items[0].suffix.lower() not in (*LIST_SUFFIXES, ".json")
+    sources = [str(items[0])] if plain else expand_inputs(items, opts.asset)
+    if len(sources) == 1:
+        yield dataclasses.replace(opts, scene=Path(sources[0])), sources
+        return
+    outs = [p for p in (opts.output, opts.prob_out, opts.mask_out, opts.preview, opts.report) if p is not None]
+    for src in sources:
+        for out in outs:
+            if Path(out).resolve() == Path(src).resolve():
+                raise InputError(f"{out} is the scene {src}: roadmap never writes over an input")
+    with tempfile.TemporaryDirectory(prefix="roadmap-mosaic-") as tmp, gdal_env():
+        m = build_mosaic(sources, Path(tmp) / "mosaic.gti.gpkg")
+        log.info("mosaic of %d scenes on %s at %.3f m", len(sources), m.crs, m.resolution)
+        yield dataclasses.replace(opts, scene=m.path, mosaic_key=m.key), sources
+
+
 def plan_extract(opts: ExtractOptions) -> ExtractPlan:
     """The tile plan and resource estimate of a run, without running it (``--dry-run``)."""
     _validate(opts)
-    with _session(opts) as s:
+    with _resolved_scene(opts) as (opts, _), _session(opts) as s:
         return _plan(opts, s)
 
 
 def run_extract(opts: ExtractOptions, reporter: Reporter = SILENT) -> ExtractResult:
     """Extract the road graph of ``opts.scene`` into ``opts.output`` (and the optional rasters and preview)."""
+    if opts.resume and (_work_folder(opts) / "manifest.json").is_file():
+        opts = dataclasses.replace(opts, overwrite=True)  # outputs the interrupted run wrote before it stopped
+    _validate(opts)
+    with _resolved_scene(opts) as (one, sources):
+        result = _run_extract(one, reporter)
+    if len(sources) > 1:
+        result.scene = Path(f"mosaic of {len(sources)} scenes")
+    return result
+
+
+def _run_extract(opts: ExtractOptions, reporter: Reporter) -> ExtractResult:
     if opts.resume and (_work_folder(opts) / "manifest.json").is_file():
         opts = dataclasses.replace(opts, overwrite=True)  # outputs the interrupted run wrote before it stopped
     _validate(opts)
@@ -482,8 +522,12 @@ def _write_stage(opts, s: _Session, g, stretch, prob_r, mask_r, work: Path, repo
 def _run_key(opts: ExtractOptions, s: _Session) -> str:
     lay = s.layout
     h = hashlib.sha256()
-    st = os.stat(opts.scene)
-    h.update(json.dumps([str(Path(opts.scene).resolve()), st.st_size, int(st.st_mtime), s.grid.height,
+    if opts.mosaic_key is not None:  # the mosaic index is rebuilt on every run; its scenes are what counts
+        ident = ["mosaic", opts.mosaic_key]
+    else:
+        st = os.stat(opts.scene)
+        ident = [str(Path(opts.scene).resolve()), st.st_size, int(st.st_mtime)]
+    h.update(json.dumps([*ident, s.grid.height,
                          s.grid.width, lay.th, lay.tw, lay.overlap, opts.bands, opts.tta, opts.gsd, opts.scene_gsd,
                          s.model.cfg.to_dict(), opts.precision, opts.batch_size, s.device.type]).encode())
     for f in (opts.model, opts.weights):  # the checkpoint files' identity ...

@@ -13,13 +13,17 @@ from .state import STATE
 
 def extract(
     ctx: typer.Context,
-    scene: Path = typer.Argument(..., help="GeoTIFF / COG to process."),
+    scene: list[Path] = typer.Argument(..., help="GeoTIFF / COG to process; or several, a folder, a .txt list or "
+                                                 "STAC item JSON files, read as one mosaic.", show_default=False),
     output: Path = typer.Option(..., "-o", "--output", help="Road graph: .gpkg, .geojson or .graphml."),
     model: str = typer.Option(None, "--model",
                               help="Variant name (roadmap models list) or a .pt checkpoint (default: the bundled "
                                    "roadmap-compact)."),
     weights: Optional[Path] = typer.Option(None, "--weights", help="A roadmap .pt checkpoint to load into --model."),
     bands: Optional[str] = options.BANDS,
+    asset: Optional[str] = typer.Option(None, "--asset",
+                                        help="STAC inputs: the asset to read (default: visual, image, data or the "
+                                             "first GeoTIFF)."),
     tile: Optional[int] = typer.Option(None, "--tile", help="Tile side in working pixels, a multiple of 32 "
                                                              "(default: the model's, 512 for the bundled model)."),
     overlap: Optional[int] = typer.Option(None, "--overlap",

@@ -1,0 +1,161 @@
+"""Many scenes as one: files, folders, text lists and STAC items become one GDAL GTI mosaic (a GeoPackage tile
+index that GDAL reads as a single raster, reprojecting each scene on the fly), so the whole extract pipeline runs
+on one working grid and the road network is one graph across scene borders.
+
+The mosaic's CRS is the scenes' common projected CRS, or else the UTM zone of their centre; its pixel size is the
+finest ground resolution among the scenes.  Where scenes overlap, the finer one lies on top (ties: the later in the
+list, as with ``gdalbuildvrt``); a mask band marks the pixels that some scene covers.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..errors import InputError
+
+RASTER_SUFFIXES = {".tif", ".tiff", ".vrt", ".jp2", ".img", ".png", ".jpg", ".jpeg", ".ntf", ".gti"}
+LIST_SUFFIXES = {".txt", ".lst", ".csv"}
+STAC_ASSETS = ("visual", "image", "data", "rgb")
+
+
+def _stac_items(doc: dict, path: Path) -> list[dict]:
+    if doc.get("type") == "Feature":
+        return [doc]
+    if doc.get("type") == "FeatureCollection":
+        return list(doc.get("features", []))
+    raise InputError(f"{path} is not a STAC item or item collection (type {doc.get('type')!r})")
+
+
+def _stac_href(item: dict, path: Path, asset: str | None) -> str:
+    assets = item.get("assets") or {}
+    name = asset
+    if name is None:
+        name = next((a for a in STAC_ASSETS if a in assets), None)
+    if name is None:
+        name = next((k for k, v in assets.items() if "image/tiff" in str(v.get("type", ""))), None)
+    if name is None or name not in assets:
+        have = ", ".join(sorted(assets)) or "none"
+        raise InputError(f"{path}: STAC item {item.get('id', '?')!r} has no asset "
+                         f"{name or 'with an image'!r} (assets: {have}); choose one with --asset")
+    href = str(assets[name].get("href", ""))
+    if href.startswith(("http://", "https://")):
+        return "/vsicurl/" + href
+    if href.startswith("s3://"):
+        return "/vsis3/" + href[5:]
+    p = Path(href[7:] if href.startswith("file://") else href)
+    return str(p if p.is_absolute() else (path.parent / p))
+
+
+def expand_inputs(items: list[Path], asset: str | None = None) -> list[str]:
+    """Scene paths (or GDAL paths) from what the user gave: raster files, folders (their rasters, recursively, in
+    name order), text lists (one path per line, ``#`` comments, relative to the list), STAC item JSON files or
+    item collections (the ``asset`` href, by default ``visual``/``image``/``data``/the first GeoTIFF)."""
+    out: list[str] = []
+    for item in items:
+        p = Path(item)
+        if str(p).startswith("/vsi"):
+            out.append(str(p))
+            continue
+        if not p.exists():
+            raise InputError(f"input {p} not found")
+        if p.is_dir():
+            found = sorted(f for f in p.rglob("*") if f.is_file() and f.suffix.lower() in RASTER_SUFFIXES)
+            if not found:
+                raise InputError(f"folder {p} holds no raster files ({', '.join(sorted(RASTER_SUFFIXES))})")
+            out += [str(f) for f in found]
+        elif p.suffix.lower() in LIST_SUFFIXES:
+            lines = [ln.split("#", 1)[0].strip() for ln in p.read_text().splitlines()]
+            paths = [ln for ln in lines if ln]
+            if not paths:
+                raise InputError(f"list {p} names no scenes")
+            out += expand_inputs([Path(x) if os.path.isabs(x) or x.startswith("/vsi") else p.parent / x
+                                  for x in paths], asset)
+        elif p.suffix.lower() == ".json":
+            try:
+                doc = json.loads(p.read_text())
+            except (ValueError, UnicodeDecodeError) as e:
+                raise InputError(f"{p} is not JSON ({str(e)[:80]})") from e
+            out += [_stac_href(it, p, asset) for it in _stac_items(doc, p)]
+        else:
+            out.append(str(p))
+    return out
+
+
+@dataclass
+class Mosaic:
+    """A GTI index over ``sources`` (``path`` opens as one raster) and the identity of its inputs."""
+
+    path: Path
+    sources: list[str]
+    crs: str
+    resolution: float
+    key: str  # changes when any source file changes (for --resume)
+
+
+def _identity(sources: list[str]) -> str:
+    h = hashlib.sha256()
+    for s in sources:
+        try:
+            st = os.stat(s)
+            h.update(json.dumps([str(Path(s).resolve()), st.st_size, st.st_mtime_ns]).encode())
+        except OSError:  # a remote (/vsi...) source: its name
+            h.update(s.encode())
+    return h.hexdigest()
+
+
+def build_mosaic(sources: list[str], index: Path) -> Mosaic:
+    """Write the GTI index of ``sources`` to ``index`` (``*.gti.gpkg``); one-line errors for unreadable scenes,
+    scenes without georeferencing, and scenes whose band count or data type differ from the first."""
+    import geopandas as gpd
+    import pyogrio
+    import rasterio
+    from pyproj import CRS
+    from rasterio.warp import transform_bounds
+    from shapely.geometry import box
+
+    from .raster import is_georeferenced, open_raster, pixel_ground_size
+
+    info = []
+    for s in sources:
+        with open_raster(s) as ds:
+            if not is_georeferenced(ds):
+                raise InputError(f"{s} has no georeferencing: a mosaic needs every scene's place on the ground")
+            ground = pixel_ground_size(ds)
+            info.append((s, ds.crs, ds.bounds, ds.count, ds.dtypes[0], min(ground) if ground else None))
+    first = info[0]
+    for s, _, _, count, dtype, _ in info[1:]:
+        if (count, dtype) != (first[3], first[4]):
+            raise InputError(f"{s} has {count} band(s) of {dtype}, {first[0]} has {first[3]} of {first[4]}: "
+                             "the scenes of one run must match")
+    crss = {CRS.from_user_input(c.to_wkt()) for _, c, *_ in info}
+    if len(crss) == 1 and next(iter(crss)).is_projected:
+        target = next(iter(crss))
+    else:  # the UTM zone of the scenes' centre
+        lon, lat = [], []
+        for _, c, b, *_ in info:
+            w, s_, e, n = transform_bounds(c, "EPSG:4326", *b, densify_pts=21)
+            lon += [w, e]
+            lat += [s_, n]
+        cx, cy = (min(lon) + max(lon)) / 2, (min(lat) + max(lat)) / 2
+        target = CRS.from_epsg((32600 if cy >= 0 else 32700) + min(60, int((cx + 180) // 6) + 1))
+    res = min(g for *_, g in info if g is not None)
+    rows = []
+    for order, (s, c, b, _, _, g) in enumerate(info):
+        footprint = box(*transform_bounds(c, target, *b, densify_pts=21))
+        # finer scenes on top, then later ones: GTI composites in ascending priority
+        rows.append({"location": str(Path(s).resolve()) if not s.startswith("/vsi") else s,
+                     "priority": -round((g or res) * 1000) * 100000 + order, "geometry": footprint})
+    index = Path(index)
+    if index.exists():
+        index.unlink()
+    gdf = gpd.GeoDataFrame(rows, crs=target.to_wkt())
+    pyogrio.write_dataframe(gdf, index, layer="scenes", driver="GPKG",
+                            layer_metadata={"RESX": repr(res), "RESY": repr(res), "MASK_BAND": "YES",
+                                            "SORT_FIELD": "priority", "SORT_FIELD_ASC": "YES"})
+    with rasterio.open(index) as ds:  # GDAL reads it back as one raster
+        if ds.driver != "GTI":
+            raise InputError(f"GDAL did not read the mosaic index {index} as a GTI raster (driver {ds.driver})")
+    return Mosaic(index, sources, target.to_string(), res, _identity(sources))
