@@ -124,9 +124,10 @@ def build_mosaic(sources: list[str], index: Path) -> Mosaic:
             if not is_georeferenced(ds):
                 raise InputError(f"{s} has no georeferencing: a mosaic needs every scene's place on the ground")
             ground = pixel_ground_size(ds)
-            info.append((s, ds.crs, ds.bounds, ds.count, ds.dtypes[0], min(ground) if ground else None))
+            info.append((s, ds.crs, ds.bounds, ds.count, ds.dtypes[0], min(ground) if ground else None,
+                         min(abs(ds.res[0]), abs(ds.res[1]))))
     first = info[0]
-    for s, _, _, count, dtype, _ in info[1:]:
+    for s, _, _, count, dtype, _, _ in info[1:]:
         if (count, dtype) != (first[3], first[4]):
             raise InputError(f"{s} has {count} band(s) of {dtype}, {first[0]} has {first[3]} of {first[4]}: "
                              "the scenes of one run must match")
@@ -141,9 +142,12 @@ def build_mosaic(sources: list[str], index: Path) -> Mosaic:
             lat += [s_, n]
         cx, cy = (min(lon) + max(lon)) / 2, (min(lat) + max(lat)) / 2
         target = CRS.from_epsg((32600 if cy >= 0 else 32700) + min(60, int((cx + 180) // 6) + 1))
-    res = min(g for *_, g in info if g is not None)
+    # pixel size in the target's units: a scene already in the target CRS brings its own; any other its ground
+    # size (metres, which UTM units are to within its 0.04 % scale factor)
+    sizes = [own if CRS.from_user_input(c.to_wkt()) == target else g for _, c, _, _, _, g, own in info]
+    res = min(x for x in sizes if x is not None)
     rows = []
-    for order, (s, c, b, _, _, g) in enumerate(info):
+    for order, ((s, c, b, *_), g) in enumerate(zip(info, sizes)):
         footprint = box(*transform_bounds(c, target, *b, densify_pts=21))
         # finer scenes on top, then later ones: GTI composites in ascending priority
         rows.append({"location": str(Path(s).resolve()) if not s.startswith("/vsi") else s,
