@@ -36,6 +36,7 @@ from scipy import ndimage
 from skimage.morphology import skeletonize
 
 from ..tiling import Reader, read_padded
+from .union import KeyUnion
 
 NODE, SEAM, NONE = 0, 1, 2  # what lies beyond the end of a piece
 MAX_HALO = 1024  # a tile's halo grows with the thickest road near it, up to this
@@ -254,34 +255,13 @@ def tile_part(read_mask: Reader, h: int, w: int, r0: int, r1: int, c0: int, c1: 
     return part, core_sk
 
 
-class _Union:
-    """Union-find over cluster keys; the root of a set is its smallest key."""
-
-    def __init__(self):
-        self.parent: dict[int, int] = {}
-
-    def find(self, a: int) -> int:
-        root = a
-        while self.parent.get(root, root) != root:
-            root = self.parent[root]
-        while a != root:
-            self.parent[a], a = root, self.parent.get(a, a)
-        return root
-
-    def union(self, a: int, b: int) -> None:
-        ra, rb = self.find(a), self.find(b)
-        if ra != rb:
-            lo, hi = min(ra, rb), max(ra, rb)
-            self.parent[hi] = lo
-
-
 def join_parts(parts, w: int) -> nx.MultiGraph:
     """Join tile parts into one MultiGraph (pixel coordinates, row/col), in canonical order.
 
     Node attrs: ``o`` (row, col) float.  Edge attrs: ``pts`` (N, 2) int32 pixel path from the edge's ``_from`` node
     (without the node pixels), ``n``/``sum_p``/``min_p``/``sum_w`` statistics, ``bridged`` False,
     ``source`` "skeleton"."""
-    uf = _Union()
+    uf = KeyUnion()
     border: dict[int, int] = {}
     sums: dict[int, np.ndarray] = {}
     pieces: list[Piece] = []

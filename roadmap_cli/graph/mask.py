@@ -15,6 +15,7 @@ import numpy as np
 from scipy import ndimage
 
 from ..tiling import Reader, array_reader, read_padded, tile_ranges
+from .union import KeyUnion
 
 
 @dataclass
@@ -54,24 +55,6 @@ def _smoothed(read_prob: Reader, h: int, w: int, r0: int, r1: int, c0: int, c1: 
     return p[cut], valid[cut]
 
 
-class _Union:
-    def __init__(self):
-        self.parent: dict[int, int] = {}
-
-    def find(self, a: int) -> int:
-        root = a
-        while self.parent.get(root, root) != root:
-            root = self.parent[root]
-        while a != root:
-            self.parent[a], a = root, self.parent.get(a, a)
-        return root
-
-    def union(self, a: int, b: int) -> None:
-        ra, rb = self.find(a), self.find(b)
-        if ra != rb:
-            self.parent[max(ra, rb)] = min(ra, rb)
-
-
 _EIGHT = np.ones((3, 3), bool)
 
 
@@ -94,7 +77,7 @@ def mask_rasters(read_prob: Reader, h: int, w: int, opts: PostOptions,
     tick = tick or (lambda: None)
     tiles = [(r, c) for r in tile_ranges(h, tile) for c in tile_ranges(w, tile)]
     keep: set[int] | None = None
-    uf = _Union()
+    uf = KeyUnion()
     if opts.low is not None:  # pass 1: components of the low mask, joined across seams, that touch a high pixel
         high_roots = []
         border: dict[int, int] = {}
