@@ -24,6 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .engines import TileJob, check_engine, predict_tiles_ray
 from .errors import InputError, OutputError, OutputExistsError, UserError
 from .export import output_format, to_geodataframes, write_graph
 from .graph import CleanOptions, graph_from_rasters
@@ -98,6 +99,11 @@ class ExtractOptions:
     overwrite: bool = False
     resume: bool = False
     graph_tile: int = 2048
+    threads: int | None = None  # torch CPU threads of the model (default: torch's); the bits depend on it
+    engine: str = "local"  # local: in this process; ray: an actor pool on a Ray cluster (roadmap[ray])
+    workers: int | None = None  # Ray: model workers (default: one per CPU, or per --gpus-per-worker GPUs)
+    gpus_per_worker: float = 0.0
+    address: str | None = None  # Ray: the cluster to join (default: RAY_ADDRESS, else a local instance)
     asset: str | None = None  # the STAC asset to read (default: visual / image / data / the first GeoTIFF)
     mosaic_key: str | None = None  # set internally: the identity of a mosaic's scenes (for --resume)
 
@@ -198,6 +204,9 @@ def _validate(opts: ExtractOptions) -> None:
         raise InputError(f"--overlap {opts.overlap} is more than half of --tile {opts.tile}")
     if opts.batch_size < 1:
         raise InputError(f"--batch-size must be at least 1, got {opts.batch_size}")
+    check_engine(opts.engine, opts.workers, opts.gpus_per_worker)
+    if opts.threads is not None and not 1 <= opts.threads <= 1024:
+        raise InputError(f"--threads must be between 1 and 1024, got {opts.threads}")
     if opts.to_crs is not None:
         from pyproj import CRS
         from pyproj.exceptions import CRSError
@@ -437,6 +446,20 @@ def _timed(times: dict, stage: str):
 # ------------------------------------------------------------------------------------------------ stages
 
 def _predict_stage(opts, s: _Session, stretch, cache: TileCache, reporter: Reporter) -> None:
+    import torch
+    if opts.threads is not None:
+        torch.set_num_threads(opts.threads)
+    if opts.engine == "ray":
+        layout = dataclasses.replace(s.layout, weight=np.zeros(0, np.float32))  # workers do not blend: keep it small
+        job = TileJob(str(opts.scene), s.ds is not s.scene, s.bands, s.grid, stretch, layout, str(cache.folder),
+                      opts.model, None if opts.weights is None else str(opts.weights), opts.random_weights,
+                      s.device.type if opts.gpus_per_worker == 0 else "cuda", opts.precision, opts.tta,
+                      torch.get_num_threads())
+        r = predict_tiles_ray(job, opts.batch_size, opts.workers, opts.gpus_per_worker, opts.address, reporter)
+        log.info("predicted %d of %d tiles on %d Ray worker(s) (peak RSS per worker %s GB)", r["predicted"],
+                 s.layout.count, r["workers"], ", ".join(f"{x:.2f}" for x in r["worker_rss_gb"]))
+        return
+
     def read_tile(r0, r1, c0, c1):
         return read_window(s.ds, s.grid, s.bands, stretch, r0, r1, c0, c1)
 
@@ -529,6 +552,7 @@ def _run_key(opts: ExtractOptions, s: _Session) -> str:
         ident = [str(Path(opts.scene).resolve()), st.st_size, int(st.st_mtime)]
     h.update(json.dumps([*ident, s.grid.height,
                          s.grid.width, lay.th, lay.tw, lay.overlap, opts.bands, opts.tta, opts.gsd, opts.scene_gsd,
+                         opts.threads,
                          s.model.cfg.to_dict(), opts.precision, opts.batch_size, s.device.type]).encode())
     for f in (opts.model, opts.weights):  # the checkpoint files' identity ...
         if f is not None and Path(f).is_file():
@@ -544,6 +568,7 @@ def _manifest_options(opts: ExtractOptions, s: _Session) -> dict:
     return {"--batch-size": opts.batch_size, "--tile": s.layout.th, "--overlap": s.layout.overlap,
             "--bands": opts.bands, "--tta": opts.tta, "--model-gsd": opts.gsd, "--scene-gsd": opts.scene_gsd,
             "--precision": opts.precision, "--device": s.device.type, "--model": opts.model,
+            "--threads": opts.threads,
             "--weights": None if opts.weights is None else str(opts.weights)}
 
 

@@ -8,6 +8,9 @@
 | ``ROADMAP_MASS_MIRROR``| base URL of a Massachusetts Roads copy with the ``{split}/{kind}/`` layout |
 | ``GDAL_CACHEMAX``     | GDAL block cache in MB; roadmap bounds it to 256 MB when unset            |
 | ``WORLD_SIZE``, ``RANK``, ``LOCAL_RANK`` | set by ``torchrun`` for distributed training           |
+| ``RAY_ADDRESS``       | the Ray cluster ``--engine ray`` joins (read by Ray itself, and by ``engines``) |
+| ``ROADMAP_RAY_TMP``   | where a local Ray instance started for a run keeps its files (default /tmp) |
+| ``ROADMAP_FAULT_KILL_WORKER_ONCE`` | tests only: the first Ray worker to take a batch creates this file and dies |
 
 This module imports nothing from the package.
 """
@@ -64,3 +67,21 @@ def dist_info() -> DistInfo:
     """Distributed-training placement from torchrun's variables."""
     return DistInfo(int(os.environ.get("WORLD_SIZE", "1")), int(os.environ.get("RANK", "0")),
                     int(os.environ.get("LOCAL_RANK", "0")))
+
+
+def ray_temp_root() -> str:
+    """``ROADMAP_RAY_TMP``: where a local Ray instance started for a run keeps its files (default /tmp; keep the
+    path short, Ray's sockets live there)."""
+    return os.environ.get("ROADMAP_RAY_TMP", "/tmp")
+
+
+def fault_kill_worker_once() -> Path | None:
+    """``ROADMAP_FAULT_KILL_WORKER_ONCE``: fault injection for tests: the first Ray worker to take a batch creates
+    this file and dies (as a lost node would), so the retry path runs for real."""
+    value = os.environ.get("ROADMAP_FAULT_KILL_WORKER_ONCE")
+    return Path(value) if value else None
+
+
+def ray_address() -> str | None:
+    """``RAY_ADDRESS``: the Ray cluster to join (None: start a local instance)."""
+    return os.environ.get("RAY_ADDRESS") or None

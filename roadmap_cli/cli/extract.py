@@ -21,6 +21,19 @@ def extract(
                                    "roadmap-compact)."),
     weights: Optional[Path] = typer.Option(None, "--weights", help="A roadmap .pt checkpoint to load into --model."),
     bands: Optional[str] = options.BANDS,
+    threads: Optional[int] = typer.Option(None, "--threads",
+                                          help="CPU threads per model (default: torch's, one per core). Results "
+                                               "are identical across engines for equal thread counts."),
+    engine: str = typer.Option("local", "--engine",
+                               help="local (this process) or ray (an actor pool on a Ray cluster; pip install "
+                                    "'roadmap[ray]'). Results are identical."),
+    workers: Optional[int] = typer.Option(None, "--workers",
+                                          help="Ray: model workers (default: one per CPU, or per "
+                                               "--gpus-per-worker GPUs)."),
+    gpus_per_worker: float = typer.Option(0.0, "--gpus-per-worker", help="Ray: GPUs per model worker."),
+    address: Optional[str] = typer.Option(None, "--address",
+                                          help="Ray: the cluster to join (default: RAY_ADDRESS, else a local "
+                                               "instance for this run). Its nodes must see the output's folder."),
     asset: Optional[str] = typer.Option(None, "--asset",
                                         help="STAC inputs: the asset to read (default: visual, image, data or the "
                                              "first GeoTIFF)."),

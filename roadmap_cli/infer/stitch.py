@@ -54,40 +54,49 @@ class TileCache:
         self._mem.clear()
 
 
+def pending_batches(layout: TileLayout, cache: TileCache, batch_size: int):
+    """The tiles not yet in ``cache``, in row-major order, in batches of ``batch_size`` (the same batches whichever
+    engine runs them); nothing grows with the scene."""
+    cached = cache.count()
+    batch = []
+    for ij in layout.tiles():
+        if cached and cache.has(*ij):
+            continue
+        batch.append(ij)
+        if len(batch) == batch_size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+def predict_batch(layout: TileLayout, batch: list[tuple[int, int]], read_tile, predictor: Predictor,
+                  cache: TileCache) -> int:
+    """Read, predict and cache one batch of tiles.  ``read_tile(r0, r1, c0, c1) -> (image (h, w, 3), valid (h, w))``
+    reads one tile window of the working grid; tiles are reflection-padded to the model tile and invalid pixels get
+    probability 0.  Idempotent (a retried batch writes the same files)."""
+    imgs, cuts = [], []
+    for i, j in batch:
+        r0, r1, c0, c1 = layout.window(i, j)
+        img, valid = read_tile(r0, r1, c0, c1)
+        imgs.append(reflect_pad(img, 0, layout.th - (r1 - r0), 0, layout.tw - (c1 - c0)))
+        cuts.append((r1 - r0, c1 - c0, valid))
+    probs = predictor(np.stack(imgs))
+    for (i, j), p, (h, w, valid) in zip(batch, probs, cuts):
+        p = p[:h, :w].copy()
+        p[~valid] = 0
+        cache.put(i, j, p)
+    return len(batch)
+
+
 def predict_tiles(layout: TileLayout, read_tile, predictor: Predictor, cache: TileCache, batch_size: int,
                   reporter: Reporter = SILENT) -> int:
-    """Predict every tile not yet in ``cache``.  ``read_tile(r0, r1, c0, c1) -> (image (h, w, 3), valid (h, w))``
-    reads one tile window of the working grid; tiles are reflection-padded to the model tile and invalid pixels
-    get probability 0.  Returns the number of tiles predicted now."""
-    total, cached = layout.count, cache.count()
-    reporter.start("infer", total, cached)
+    """Predict every tile not yet in ``cache`` in this process (:func:`predict_batch` per batch).  Returns the
+    number of tiles predicted now."""
+    reporter.start("infer", layout.count, cache.count())
     t0, done = time.time(), 0
-
-    def pending():  # the tiles still to predict, in row-major order, in batches; nothing grows with the scene
-        batch = []
-        for ij in layout.tiles():
-            if cached and cache.has(*ij):
-                continue
-            batch.append(ij)
-            if len(batch) == batch_size:
-                yield batch
-                batch = []
-        if batch:
-            yield batch
-
-    for batch in pending():
-        imgs, cuts = [], []
-        for i, j in batch:
-            r0, r1, c0, c1 = layout.window(i, j)
-            img, valid = read_tile(r0, r1, c0, c1)
-            imgs.append(reflect_pad(img, 0, layout.th - (r1 - r0), 0, layout.tw - (c1 - c0)))
-            cuts.append((r1 - r0, c1 - c0, valid))
-        probs = predictor(np.stack(imgs))
-        for (i, j), p, (h, w, valid) in zip(batch, probs, cuts):
-            p = p[:h, :w].copy()
-            p[~valid] = 0
-            cache.put(i, j, p)
-        done += len(batch)
+    for batch in pending_batches(layout, cache, batch_size):
+        done += predict_batch(layout, batch, read_tile, predictor, cache)
         reporter.advance("infer", len(batch), f"{done / max(1e-9, time.time() - t0):.2f} tiles/s")
     return done
 
