@@ -330,12 +330,12 @@ def _resolved_scene(opts: ExtractOptions):
     items = [Path(x) for x in (opts.scene if isinstance(opts.scene, (list, tuple)) else [opts.scene])]
     if not items:
         raise InputError("no scene given")
+    outs = [p for p in (opts.output, opts.prob_out, opts.mask_out, opts.preview, opts.report) if p is not None]
     plain = len(items) == 1 and not items[0].is_dir() and items[0].suffix.lower() not in (*LIST_SUFFIXES, ".json")
-    sources = [str(items[0])] if plain else expand_inputs(items, opts.asset)
+    sources = [str(items[0])] if plain else expand_inputs(items, opts.asset, exclude=outs)
     if len(sources) == 1:
         yield dataclasses.replace(opts, scene=Path(sources[0])), sources
         return
-    outs = [p for p in (opts.output, opts.prob_out, opts.mask_out, opts.preview, opts.report) if p is not None]
     for src in sources:
         for out in outs:
             if Path(out).resolve() == Path(src).resolve():

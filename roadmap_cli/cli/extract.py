@@ -107,7 +107,7 @@ def extract(
     dry_run: bool = typer.Option(False, "--dry-run",
                                  help="Print the tile plan, resolutions and a memory estimate; run nothing."),
 ):
-    """Extract the road graph of a scene."""
+    """Extract the road graph of a scene, or of many scenes as one mosaic."""
     from ..extract import ExtractOptions, plan_extract, run_extract
 
     opts = ExtractOptions(**{k: v for k, v in ctx.params.items() if k != "dry_run"})

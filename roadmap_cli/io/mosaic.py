@@ -49,10 +49,13 @@ def _stac_href(item: dict, path: Path, asset: str | None) -> str:
     return str(p if p.is_absolute() else (path.parent / p))
 
 
-def expand_inputs(items: list[Path], asset: str | None = None) -> list[str]:
+def expand_inputs(items: list[Path], asset: str | None = None, exclude=()) -> list[str]:
     """Scene paths (or GDAL paths) from what the user gave: raster files, folders (their rasters, recursively, in
     name order), text lists (one path per line, ``#`` comments, relative to the list), STAC item JSON files or
-    item collections (the ``asset`` href, by default ``visual``/``image``/``data``/the first GeoTIFF)."""
+    item collections (the ``asset`` href, by default ``visual``/``image``/``data``/the first GeoTIFF).  A folder's
+    files under a ``*.roadmap-work`` folder (a run's scratch) and those in ``exclude`` (the run's own outputs) are
+    passed over."""
+    skip = {Path(x).resolve() for x in exclude}
     out: list[str] = []
     for item in items:
         p = Path(item)
@@ -62,7 +65,9 @@ def expand_inputs(items: list[Path], asset: str | None = None) -> list[str]:
         if not p.exists():
             raise InputError(f"input {p} not found")
         if p.is_dir():
-            found = sorted(f for f in p.rglob("*") if f.is_file() and f.suffix.lower() in RASTER_SUFFIXES)
+            found = sorted(f for f in p.rglob("*") if f.is_file() and f.suffix.lower() in RASTER_SUFFIXES
+                           and f.resolve() not in skip
+                           and not any(part.endswith(".roadmap-work") for part in f.relative_to(p).parts))
             if not found:
                 raise InputError(f"folder {p} holds no raster files ({', '.join(sorted(RASTER_SUFFIXES))})")
             out += [str(f) for f in found]
@@ -72,7 +77,7 @@ def expand_inputs(items: list[Path], asset: str | None = None) -> list[str]:
             if not paths:
                 raise InputError(f"list {p} names no scenes")
             out += expand_inputs([Path(x) if os.path.isabs(x) or x.startswith("/vsi") else p.parent / x
-                                  for x in paths], asset)
+                                  for x in paths], asset, exclude)
         elif p.suffix.lower() == ".json":
             try:
                 doc = json.loads(p.read_text())

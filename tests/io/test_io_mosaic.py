@@ -56,6 +56,11 @@ def test_expand_folders_lists_and_stac(tmp_path):
     for bad, msg in (([tmp_path / "nope.tif"], "not found"), ([tmp_path / "item.json"], "no asset 'nir'")):
         with pytest.raises(InputError, match=msg):
             expand_inputs(bad, asset="nir" if "item" in str(bad[0]) else None)
+    work = tmp_path / "r.gpkg.roadmap-work"
+    work.mkdir()
+    scene(work / "prob.tif", np.zeros((8, 8)))  # a run's scratch inside the folder, and its own outputs
+    out = scene(tmp_path / "sub" / "mask.tif", np.zeros((8, 8)))
+    assert expand_inputs([tmp_path], exclude=[out]) == [str(a), str(b)]
     (tmp_path / "empty").mkdir()
     with pytest.raises(InputError, match="holds no raster files"):
         expand_inputs([tmp_path / "empty"])
