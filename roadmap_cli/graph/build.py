@@ -12,7 +12,8 @@ seam is seen as two end points), loops forever on a chain that leaves the array,
 So each tile is processed here in ONE pass over the mask (:func:`tile_part`):
 
 * the mask is read with a halo, skeletonized (thinning is local: the core plus a 2 px ring equals the whole-mask
-  skeleton while roads are narrower than the halo) and distance-transformed (road half-width);
+  skeleton when the halo exceeds twice the thickest road: :func:`halo_for`, one halo for all tiles, found by a
+  cheap first pass of :func:`thickness`) and its half-width measured at the skeleton;
 * every core pixel and the 1 px ring around it is classified with its true neighbour count (the 2 px ring supplies
   the neighbours), so node pixels are the same as in a whole-scene call;
 * node pixels of the core are labelled into clusters keyed by their smallest linear pixel index ``r * w + c``;
@@ -39,7 +40,7 @@ from ..tiling import Reader, read_padded
 from .union import KeyUnion
 
 NODE, SEAM, NONE = 0, 1, 2  # what lies beyond the end of a piece
-MAX_HALO = 1024  # a tile's halo grows with the thickest road near it, up to this
+MAX_HALO = 1024  # the halo grows with the thickest road of the mask, up to this
 
 
 @njit(cache=True)
@@ -180,24 +181,30 @@ def _half_width(m: np.ndarray, core_sk: np.ndarray, pad: int) -> np.ndarray:
     return out
 
 
+def thickness(read_mask: Reader, h: int, w: int, r0: int, r1: int, c0: int, c1: int) -> int:
+    """An upper bound of the largest road half-width in the tile (taxicab distance to the background, which is
+    at least the Euclidean one; a road cut by the tile's edge counts as continuing)."""
+    m = read_padded(read_mask, h, w, r0 - 1, r1 + 1, c0 - 1, c1 + 1).astype(bool)
+    return int(ndimage.distance_transform_cdt(m, metric="taxicab").max()) if m.any() else 0
+
+
+def halo_for(thick: int, halo: int) -> int:
+    """The halo that makes every tile's skeleton equal the whole mask's: thinning removes one layer per iteration
+    and looks 2 px further each time, so twice the thickest road plus a margin, at least ``halo`` and at most
+    :data:`MAX_HALO`.  One halo for all tiles, so that neighbours agree on what lies between them."""
+    return max(halo, min(2 * thick + 4, MAX_HALO))
+
+
 def tile_part(read_mask: Reader, h: int, w: int, r0: int, r1: int, c0: int, c1: int, halo: int = 64,
               read_prob: Reader | None = None) -> tuple[TilePart, np.ndarray]:
     """One pass over the mask for the tile core [r0, r1) x [c0, c1): skeleton, half-width, pixel classes, node
     clusters and traced pieces.  Returns the part and the core skeleton (bool)."""
     th, tw = r1 - r0, c1 - c0
     empty = TilePart(np.zeros(0, np.int64), np.zeros((0, 3)))
-    while True:
-        pad = halo + 2
-        m = read_padded(read_mask, h, w, r0 - pad, r1 + pad, c0 - pad, c1 + pad).astype(bool)
-        if not m[halo:halo + th + 4, halo:halo + tw + 4].any():
-            return empty, np.zeros((th, tw), bool)
-        # thinning removes one layer per iteration and looks 2 px further each time: a halo of twice the
-        # thickest road in the window plus a margin makes the core skeleton equal the whole-mask skeleton
-        # (the taxicab distance bounds the Euclidean one from above and costs a twentieth of it)
-        need = int(2 * ndimage.distance_transform_cdt(m, metric="taxicab").max()) + 4
-        if need <= halo or halo >= MAX_HALO:
-            break
-        halo = min(need, MAX_HALO)
+    pad = halo + 2
+    m = read_padded(read_mask, h, w, r0 - pad, r1 + pad, c0 - pad, c1 + pad).astype(bool)
+    if not m[halo:halo + th + 4, halo:halo + tw + 4].any():
+        return empty, np.zeros((th, tw), bool)
     sk = skeletonize(m)[halo:halo + th + 4, halo:halo + tw + 4]  # core + 2 px ring
     core_sk = sk[2:-2, 2:-2]
     if not core_sk.any():

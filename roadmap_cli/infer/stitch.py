@@ -101,19 +101,29 @@ def predict_tiles(layout: TileLayout, read_tile, predictor: Predictor, cache: Ti
     return done
 
 
+def blended_blocks(layout: TileLayout, cache: TileCache, read_valid, blocks):
+    """(row, col, probability, validity) of each block in ``blocks`` (the in-process way; an engine may compute
+    the same on workers)."""
+    for row, col in blocks:
+        (a, b, _), (c, d, _) = row, col
+        yield row, col, blend_block(layout, row, col, cache.get), read_valid(a, b, c, d)
+
+
 def blend_tiles(layout: TileLayout, cache: TileCache, read_valid, threshold: float, prob_out, mask_out,
-                reporter: Reporter = SILENT) -> dict:
+                reporter: Reporter = SILENT, compute=None) -> dict:
     """Blend the cached tiles block by block; write probabilities (-1 = nodata) to ``prob_out`` and the mask
     (``>= threshold``, 255 = nodata) to ``mask_out`` (both ``write(r0, c0, array)``).  ``read_valid(r0, r1, c0,
-    c1)`` gives the validity of a working-grid window.  Returns ``valid_px`` and ``hist``, the histogram of the
-    valid pixels' probabilities in 100 bins of 0.01 (the plausibility check of the run)."""
+    c1)`` gives the validity of a working-grid window.  ``compute(blocks)`` yields (row, col, probability,
+    validity) per block in order (default :func:`blended_blocks` in this process).  Returns ``valid_px`` and
+    ``hist``, the histogram of the valid pixels' probabilities in 100 bins of 0.01 (the plausibility check)."""
     hist = np.zeros(100, np.int64)
     valid_px = 0
     reporter.start("stitch", layout.block_count())
-    for row, col in layout.blocks():
-        (a, b, _), (c, d, _) = row, col
-        p = blend_block(layout, row, col, cache.get)
-        valid = read_valid(a, b, c, d)
+    if compute is None:
+        def compute(blocks):
+            return blended_blocks(layout, cache, read_valid, blocks)
+    for row, col, p, valid in compute(list(layout.blocks())):
+        a, c = row[0], col[0]
         hist += np.bincount(np.clip((p[valid] * 100).astype(np.int64), 0, 99), minlength=100)
         valid_px += int(valid.sum())
         m = (p >= threshold).astype(np.uint8)
