@@ -31,16 +31,14 @@ def main():
     from roadmap_cli import engines
     from roadmap_cli.extract import ExtractOptions, run_extract
     rss_seen = []
-    real = engines.predict_tiles_ray
+    real = engines.RayEngine.predict
 
-    def spy(*args, **kw):  # keep the workers' memory, which the run only logs
-        r = real(*args, **kw)
+    def spy(self, *args, **kw):  # keep the model workers' memory, which the run only logs
+        r = real(self, *args, **kw)
         rss_seen.append(r["worker_rss_gb"])
         return r
 
-    engines.predict_tiles_ray = spy
-    import roadmap_cli.extract as ex
-    ex.predict_tiles_ray = spy
+    engines.RayEngine.predict = spy
     names = a.tiles.split(",")
     rows = []
     with tempfile.TemporaryDirectory() as tmp:

@@ -47,24 +47,29 @@ class TileJob:
     threads: int          # torch threads: the bits depend on it
 
 
+def _open_scene(job: TileJob):
+    """(ExitStack, dataset) of the job's scene, read as the driver reads it."""
+    import contextlib
+
+    from .io.raster import gdal_env, metric_view, open_raster
+    stack = contextlib.ExitStack()
+    stack.enter_context(gdal_env())
+    ds = stack.enter_context(open_raster(job.scene))
+    return stack, (stack.enter_context(metric_view(ds)) if job.metric else ds)
+
+
 class TileWorker:
     """One model and one open scene; predicts batches into the cache (a Ray actor, or in-process)."""
 
     def __init__(self, job: TileJob):
-        import contextlib
-
         import torch
 
         from .infer.device import resolve_device, resolve_precision
         from .infer.predict import Predictor
-        from .io.raster import gdal_env, metric_view, open_raster
         from .weights import load_model
         torch.set_num_threads(job.threads)
         self.job = job
-        self._stack = contextlib.ExitStack()
-        self._stack.enter_context(gdal_env())
-        ds = self._stack.enter_context(open_raster(job.scene))
-        self.ds = self._stack.enter_context(metric_view(ds)) if job.metric else ds
+        self._stack, self.ds = _open_scene(job)
         device = resolve_device(job.device)
         model = load_model(job.model, job.weights, device, job.random_weights)
         self.predictor = Predictor(model, device, resolve_precision(job.precision, device), job.tta)
@@ -96,6 +101,48 @@ class TileWorker:
         return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6
 
 
+class BlockWorker:
+    """The scene and the tile cache, without a model: blends blocks and builds graph-tile parts (a Ray actor)."""
+
+    def __init__(self, job: TileJob, layout: TileLayout):
+        self.job, self.layout = job, layout
+        self._stack, self.ds = _open_scene(job)
+        self.cache = TileCache(job.cache)
+        self._rasters: dict = {}
+
+    def blend(self, row, col):
+        """(row, col, probability, validity) of one block, as ``infer.stitch.blended_blocks`` computes it."""
+        from .infer.stitch import blended_blocks
+        from .io.raster import read_valid
+        job = self.job
+
+        def valid(r0, r1, c0, c1):
+            return read_valid(self.ds, job.grid, job.bands, r0, r1, c0, c1)
+
+        return next(blended_blocks(self.layout, self.cache, valid, [(row, col)]))
+
+    def graph_part(self, mask_path: str, prob_path: str, h: int, w: int, tile: tuple, halo: int):
+        """The :class:`graph.build.TilePart` of one graph tile from the closed scratch rasters."""
+        import numpy as np
+        import rasterio
+        from rasterio.windows import Window
+
+        from .graph import tile_part
+        for path in (mask_path, prob_path):
+            if path not in self._rasters:
+                self._rasters[path] = self._stack.enter_context(rasterio.open(path))
+        mask, prob = self._rasters[mask_path], self._rasters[prob_path]
+
+        def read_mask(r0, r1, c0, c1):
+            return mask.read(1, window=Window(c0, r0, c1 - c0, r1 - r0)) == 1
+
+        def read_prob(r0, r1, c0, c1):
+            return np.maximum(prob.read(1, window=Window(c0, r0, c1 - c0, r1 - r0)), 0)
+
+        r0, r1, c0, c1 = tile
+        return tile_part(read_mask, h, w, r0, r1, c0, c1, halo, read_prob)[0]
+
+
 def check_engine(engine: str, workers: int | None, gpus_per_worker: float) -> None:
     """One-line errors for engine options (before any work)."""
     if engine not in ENGINES:
@@ -111,45 +158,89 @@ def check_engine(engine: str, workers: int | None, gpus_per_worker: float) -> No
             raise InputError("--engine ray needs Ray: pip install 'roadmap[ray]' (or pip install ray)") from e
 
 
-def predict_tiles_ray(job: TileJob, batch_size: int, workers: int | None = None, gpus_per_worker: float = 0.0,
-                      address: str | None = None, reporter: Reporter = SILENT) -> dict:
-    """Predict every tile not yet in the cache on a Ray actor pool.  Returns ``{"predicted", "workers",
-    "worker_rss_gb"}``."""
-    import ray
-    from ray.util import ActorPool
+class RayEngine:
+    """A Ray session for one run: model workers for the predict stage, scene workers for the blend and graph
+    stages; the driver writes every file and does the seam join and cleanup, as the local engine does."""
 
-    cache = TileCache(job.cache)
-    reporter.start("infer", job.layout.count, cache.count())
-    batches = list(pending_batches(job.layout, cache, batch_size))  # a list of tile ids: small
-    started_here = not ray.is_initialized()
-    if started_here:
-        address = address or ray_address()
-        kw = dict(include_dashboard=False, log_to_driver=False, configure_logging=False)
-        if address is None:  # a local instance for this run: its files in a short temp folder (socket paths)
-            kw["_temp_dir"] = tempfile.mkdtemp(prefix="rr", dir=ray_temp_root())
-        os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-        ray.init(address=address, **kw)
-    try:
+    def __init__(self, job: TileJob, workers: int | None = None, gpus_per_worker: float = 0.0,
+                 address: str | None = None):
+        self.job, self.workers, self.gpus_per_worker, self.address = job, workers, gpus_per_worker, address
+        self.started_here = False
+        self.worker_rss_gb: list[float] = []
+
+    def __enter__(self) -> "RayEngine":
+        import ray
+        if not ray.is_initialized():
+            address = self.address or ray_address()
+            kw = dict(include_dashboard=False, log_to_driver=False, configure_logging=False)
+            if address is None:  # a local instance for this run: its files in a short temp folder (socket paths)
+                kw["_temp_dir"] = tempfile.mkdtemp(prefix="rr", dir=ray_temp_root())
+            os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+            ray.init(address=address, **kw)
+            self.started_here = True
+        return self
+
+    def __exit__(self, *exc) -> None:
+        import ray
+        if self.started_here:
+            ray.shutdown()
+
+    def _pool(self, cls, n_units: int, gpus: float, *args):
+        import ray
+        from ray.util import ActorPool
         cpus = float(ray.cluster_resources().get("CPU", 1))
-        if workers is None:
-            gpus = float(ray.cluster_resources().get("GPU", 0))
-            workers = max(1, int(gpus // gpus_per_worker) if gpus_per_worker else int(cpus))
-        workers = max(1, min(workers, len(batches))) if batches else 0
-        if not workers:
+        n = self.workers
+        if n is None:
+            n = max(1, int(float(ray.cluster_resources().get("GPU", 0)) // gpus) if gpus else int(cpus))
+        n = max(1, min(n, n_units))
+        per = max(0.01, min(1.0, cpus / n))  # never more than the cluster has: nothing starves
+        actor = ray.remote(num_cpus=per, num_gpus=gpus, max_restarts=2, max_task_retries=2)(cls)
+        actors = [actor.remote(*args) for _ in range(n)]
+        return actors, ActorPool(actors)
+
+    def predict(self, batch_size: int, reporter: Reporter = SILENT) -> dict:
+        """Every tile not yet in the cache, on a pool of model workers.  Returns ``{"predicted", "workers",
+        "worker_rss_gb"}``."""
+        import ray
+        job = self.job
+        cache = TileCache(job.cache)
+        reporter.start("infer", job.layout.count, cache.count())
+        batches = list(pending_batches(job.layout, cache, batch_size))  # tile ids: small
+        if not batches:
             return {"predicted": 0, "workers": 0, "worker_rss_gb": []}
-        cpus_per_worker = max(0.01, min(1.0, cpus / workers))  # never more than the cluster has: no starving
-        actor = ray.remote(num_cpus=cpus_per_worker, num_gpus=gpus_per_worker, max_restarts=2,
-                           max_task_retries=2)(TileWorker)
-        pool_actors = [actor.remote(job) for _ in range(workers)]
-        pool = ActorPool(pool_actors)
+        actors, pool = self._pool(TileWorker, len(batches), self.gpus_per_worker, job)
         t0, done = time.time(), 0
         for n in pool.map_unordered(lambda a, b: a.run.remote(b), batches):
             done += n
             reporter.advance("infer", n, f"{done / max(1e-9, time.time() - t0):.2f} tiles/s")
-        rss = ray.get([a.rss_gb.remote() for a in pool_actors])
-        for a in pool_actors:
+        self.worker_rss_gb = ray.get([a.rss_gb.remote() for a in actors])
+        for a in actors:
             ray.kill(a)
-        return {"predicted": done, "workers": workers, "worker_rss_gb": rss}
-    finally:
-        if started_here:
-            ray.shutdown()
+        return {"predicted": done, "workers": len(actors), "worker_rss_gb": self.worker_rss_gb}
+
+    def blend_compute(self, layout: TileLayout):
+        """A ``compute(blocks)`` for ``infer.stitch.blend_tiles``: blocks blended on scene workers, in order."""
+        import ray
+
+        def compute(blocks):
+            actors, pool = self._pool(BlockWorker, len(blocks), 0.0, self.job, layout)
+            try:
+                yield from pool.map(lambda a, rc: a.blend.remote(*rc), blocks)
+            finally:
+                for a in actors:
+                    ray.kill(a)
+        return compute
+
+    def graph_parts(self, mask_path: str, prob_path: str, h: int, w: int):
+        """A ``parts(tiles, halo)`` for ``graph.build_graph``: graph-tile parts built on scene workers, in order."""
+        import ray
+        layout = TileLayout(0, 0, 0, 0, 0, [], [], None)  # the graph workers read no tiles
+
+        def parts(tiles, halo):
+            actors, pool = self._pool(BlockWorker, len(tiles), 0.0, self.job, layout)
+            try:
+                yield from pool.map(lambda a, t: a.graph_part.remote(mask_path, prob_path, h, w, t, halo), tiles)
+            finally:
+                for a in actors:
+                    ray.kill(a)
+        return parts

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .engines import TileJob, check_engine, predict_tiles_ray
+from .engines import RayEngine, TileJob, check_engine
 from .errors import InputError, OutputError, OutputExistsError, UserError
 from .export import output_format, to_geodataframes, write_graph
 from .graph import CleanOptions, graph_from_rasters
@@ -35,6 +35,7 @@ from .infer.stitch import TileCache, blend_tiles, predict_tiles
 from .io.atomic import atomic_path, check_output_path, is_disk_full, run_lock
 from .io.mosaic import LIST_SUFFIXES, build_mosaic, expand_inputs
 from .io.raster import (
+    ReadTiff,
     SceneGrid,
     ScratchTiff,
     StretchStats,
@@ -379,13 +380,15 @@ def _run_extract(opts: ExtractOptions, reporter: Reporter) -> ExtractResult:
         try:
             stretch = StretchStats(s.ds, s.bands)
             cache = TileCache(work / "tiles")
-            with _timed(times, "infer"):
-                _predict_stage(opts, s, stretch, cache, reporter)
-            with _timed(times, "stitch"):
-                prob_r, mask_r, stats = _blend_stage(s, cache, work, reporter)
-                _mask_stage(opts, s, prob_r, mask_r, reporter)
-            with _timed(times, "graph"):
-                g = _graph_stage(opts, s, prob_r, mask_r, work, reporter)
+            with _engine(opts, s, stretch, cache) as engine:
+                with _timed(times, "infer"):
+                    _predict_stage(opts, s, stretch, cache, reporter, engine)
+                with _timed(times, "stitch"):
+                    prob_r, mask_r, stats = _blend_stage(s, cache, work, reporter, engine)
+                    _mask_stage(opts, s, prob_r, mask_r, reporter)
+                    prob_r, mask_r = _reopen(prob_r, mask_r, work)
+                with _timed(times, "graph"):
+                    g = _graph_stage(opts, s, prob_r, mask_r, work, reporter, engine)
             with _timed(times, "write"):
                 edges, nodes = _write_stage(opts, s, g, stretch, prob_r, mask_r, work, reporter)
         except UserError:
@@ -445,17 +448,27 @@ def _timed(times: dict, stage: str):
 
 # ------------------------------------------------------------------------------------------------ stages
 
-def _predict_stage(opts, s: _Session, stretch, cache: TileCache, reporter: Reporter) -> None:
+@contextlib.contextmanager
+def _engine(opts, s: _Session, stretch, cache: TileCache):
+    """None for the local engine; a started :class:`engines.RayEngine` for ``--engine ray``."""
     import torch
     if opts.threads is not None:
         torch.set_num_threads(opts.threads)
-    if opts.engine == "ray":
-        layout = dataclasses.replace(s.layout, weight=np.zeros(0, np.float32))  # workers do not blend: keep it small
-        job = TileJob(str(opts.scene), s.ds is not s.scene, s.bands, s.grid, stretch, layout, str(cache.folder),
-                      opts.model, None if opts.weights is None else str(opts.weights), opts.random_weights,
-                      s.device.type if opts.gpus_per_worker == 0 else "cuda", opts.precision, opts.tta,
-                      torch.get_num_threads())
-        r = predict_tiles_ray(job, opts.batch_size, opts.workers, opts.gpus_per_worker, opts.address, reporter)
+    if opts.engine != "ray":
+        yield None
+        return
+    layout = dataclasses.replace(s.layout, weight=np.zeros(0, np.float32))  # model workers do not blend
+    job = TileJob(str(opts.scene), s.ds is not s.scene, s.bands, s.grid, stretch, layout, str(cache.folder),
+                  opts.model, None if opts.weights is None else str(opts.weights), opts.random_weights,
+                  s.device.type if opts.gpus_per_worker == 0 else "cuda", opts.precision, opts.tta,
+                  torch.get_num_threads())
+    with RayEngine(job, opts.workers, opts.gpus_per_worker, opts.address) as engine:
+        yield engine
+
+
+def _predict_stage(opts, s: _Session, stretch, cache: TileCache, reporter: Reporter, engine=None) -> None:
+    if engine is not None:
+        r = engine.predict(opts.batch_size, reporter)
         log.info("predicted %d of %d tiles on %d Ray worker(s) (peak RSS per worker %s GB)", r["predicted"],
                  s.layout.count, r["workers"], ", ".join(f"{x:.2f}" for x in r["worker_rss_gb"]))
         return
@@ -468,15 +481,23 @@ def _predict_stage(opts, s: _Session, stretch, cache: TileCache, reporter: Repor
     log.info("predicted %d of %d tiles of %d x %d px", n, s.layout.count, s.layout.th, s.layout.tw)
 
 
-def _blend_stage(s: _Session, cache: TileCache, work: Path, reporter: Reporter):
+def _blend_stage(s: _Session, cache: TileCache, work: Path, reporter: Reporter, engine=None):
     prob_r = ScratchTiff(work / "prob.tif", s.grid, "float32", nodata=-1.0)
     mask_r = ScratchTiff(work / "mask.tif", s.grid, "uint8", nodata=255)
 
     def valid(r0, r1, c0, c1):
         return read_valid(s.ds, s.grid, s.bands, r0, r1, c0, c1)
 
-    stats = blend_tiles(s.layout, cache, valid, s.threshold, prob_r, mask_r, reporter)
+    compute = engine.blend_compute(s.layout) if engine is not None else None
+    stats = blend_tiles(s.layout, cache, valid, s.threshold, prob_r, mask_r, reporter, compute)
     return prob_r, mask_r, stats
+
+
+def _reopen(prob_r, mask_r, work: Path):
+    """Close the written scratch rasters (flushed to disk, where workers can read them) and open them read-only."""
+    prob_r.close()
+    mask_r.close()
+    return ReadTiff(work / "prob.tif"), ReadTiff(work / "mask.tif")
 
 
 def _mask_stage(opts, s: _Session, prob_r, mask_r, reporter: Reporter) -> None:
@@ -492,7 +513,7 @@ def _mask_stage(opts, s: _Session, prob_r, mask_r, reporter: Reporter) -> None:
     mask_rasters(prob_r.read, h, w, post, mask_r.write, t, tick=lambda: reporter.advance("mask"))
 
 
-def _graph_stage(opts, s: _Session, prob_r, mask_r, work: Path, reporter: Reporter):
+def _graph_stage(opts, s: _Session, prob_r, mask_r, work: Path, reporter: Reporter, engine=None):
     h, w, gt_ = s.grid.height, s.grid.width, opts.graph_tile
     reporter.start("graph", len(tile_ranges(h, gt_)) * len(tile_ranges(w, gt_)))
     clean = CleanOptions(gsd=s.grid.gsd, min_spur_m=opts.min_spur_m, min_component_m=opts.min_component_m,
@@ -500,9 +521,10 @@ def _graph_stage(opts, s: _Session, prob_r, mask_r, work: Path, reporter: Report
                          join_edges=opts.bridge_to_edges, bridge_detour=opts.bridge_detour,
                          bridge_follow=opts.bridge_follow, spur_width_ratio=opts.spur_widths)
     read_prob = lambda r0, r1, c0, c1: np.maximum(prob_r.read(r0, r1, c0, c1), 0)  # noqa: E731
+    parts = (engine.graph_parts(str(work / "mask.tif"), str(work / "prob.tif"), h, w) if engine is not None
+             else None)
     g = graph_from_rasters(lambda r0, r1, c0, c1: mask_r.read(r0, r1, c0, c1) == 1, h, w, clean,
-                           read_prob, gt_, halo=64,
-                           tick=lambda: reporter.advance("graph"))
+                           read_prob, gt_, halo=64, tick=lambda: reporter.advance("graph"), parts=parts)
     log.info("graph: %d nodes, %d edges", g.number_of_nodes(), g.number_of_edges())
     return g
 

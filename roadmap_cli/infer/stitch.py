@@ -124,6 +124,8 @@ def blend_tiles(layout: TileLayout, cache: TileCache, read_valid, threshold: flo
             return blended_blocks(layout, cache, read_valid, blocks)
     for row, col, p, valid in compute(list(layout.blocks())):
         a, c = row[0], col[0]
+        if not p.flags.writeable:  # from a worker's shared memory
+            p = p.copy()
         hist += np.bincount(np.clip((p[valid] * 100).astype(np.int64), 0, 99), minlength=100)
         valid_px += int(valid.sum())
         m = (p >= threshold).astype(np.uint8)

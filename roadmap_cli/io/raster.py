@@ -319,6 +319,23 @@ class ScratchTiff:
         self.ds.close()
 
 
+class ReadTiff:
+    """A finished scratch raster opened read-only, read by windows like :class:`ScratchTiff`."""
+
+    def __init__(self, path: Path):
+        import rasterio
+        self.ds = rasterio.open(path)
+
+    def read(self, r0, r1, c0, c1):
+        """Window [r0, r1) x [c0, c1) of band 1."""
+        from rasterio.windows import Window
+        return self.ds.read(1, window=Window(c0, r0, c1 - c0, r1 - r0))
+
+    def close(self):
+        """Close the file."""
+        self.ds.close()
+
+
 def resample_to_grid(src_path: Path, dst_path: Path, like, resampling: str, nodata: float,
                      block: int = 1024) -> None:
     """Write raster ``src_path`` (one band) onto the grid of dataset ``like`` (its CRS, transform and size) as a
