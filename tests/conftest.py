@@ -1,3 +1,4 @@
+import contextlib
 import os
 import sys
 from pathlib import Path
@@ -78,3 +79,23 @@ def shared():
 def pytest_configure(config):
     sys.path.insert(0, str(ROOT))
     np.seterr(all="ignore")
+
+
+@contextlib.contextmanager
+def interrupted_at_save(monkeypatch, n: int):
+    """Inside the block, the ``n``-th ``np.save`` (a tile written to the cache) raises KeyboardInterrupt, as if
+    the run were killed there; the block must end with it.  ``np.save`` is restored afterwards."""
+    real, calls = np.save, {"n": 0}
+
+    def dying(*a, **k):
+        calls["n"] += 1
+        if calls["n"] == n:
+            raise KeyboardInterrupt
+        return real(*a, **k)
+
+    monkeypatch.setattr(np, "save", dying)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            yield
+    finally:
+        monkeypatch.setattr(np, "save", real)

@@ -3,6 +3,7 @@ small georeferenced scenes (two of them overlapping in different CRSs); a killed
 import numpy as np
 import pytest
 import rasterio
+from conftest import interrupted_at_save
 from rasterio.transform import from_origin
 from rasterio.warp import Resampling, reproject, transform_bounds
 
@@ -71,19 +72,9 @@ def test_lost_worker_and_killed_run_continue_on_ray(tmp_path, tiny_ckpt, mosaic,
                                      engine="ray", workers=2, **kw))
     assert (tmp_path / "killed").exists()  # a worker did die
     monkeypatch.delenv("ROADMAP_FAULT_KILL_WORKER_ONCE")
-    real_save, calls = ex.np.save, {"n": 0}
-
-    def dying_save(*a, **k):
-        calls["n"] += 1
-        if calls["n"] == 3:
-            raise KeyboardInterrupt
-        return real_save(*a, **k)
-
-    monkeypatch.setattr(ex.np, "save", dying_save)
-    with pytest.raises(KeyboardInterrupt):
+    with interrupted_at_save(monkeypatch, 3):
         ex.run_extract(ex.ExtractOptions(scene=mosaic, output=tmp_path / "c.gpkg", prob_out=tmp_path / "c.tif",
                                          **kw))
-    monkeypatch.setattr(ex.np, "save", real_save)
     r = ex.run_extract(ex.ExtractOptions(scene=mosaic, output=tmp_path / "c.gpkg", prob_out=tmp_path / "c.tif",
                                          engine="ray", workers=2, resume=True, **kw))
     assert r.tiles > 4

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import rasterio
 import torch
+from conftest import interrupted_at_save
 from rasterio.transform import from_origin
 
 from roadmap_cli import extract as ex
@@ -87,19 +88,8 @@ def test_lock_refuses_every_mode_while_held_and_frees_on_exit(tmp_path, tiny_ckp
 def test_resume_with_another_batch_size_is_refused_clearly(tmp_path, tiny_ckpt, monkeypatch):
     scene = _scene(tmp_path / "s.tif")
     kw = dict(model=str(tiny_ckpt), tile=128, overlap=32, batch_size=2)
-    real = np.save
-    calls = {"n": 0}
-
-    def dying(*a, **k):
-        calls["n"] += 1
-        if calls["n"] == 3:
-            raise KeyboardInterrupt
-        return real(*a, **k)
-
-    monkeypatch.setattr(stitch.np, "save", dying)
-    with pytest.raises(KeyboardInterrupt):
+    with interrupted_at_save(monkeypatch, 3):
         ex.run_extract(ex.ExtractOptions(scene=scene, output=tmp_path / "r.gpkg", **kw))
-    monkeypatch.setattr(stitch.np, "save", real)
     with pytest.raises(InputError, match=r"the interrupted run used --batch-size 2 \(now 1\)"):
         ex.run_extract(ex.ExtractOptions(scene=scene, output=tmp_path / "r.gpkg", resume=True,
                                          **{**kw, "batch_size": 1}))

@@ -5,6 +5,7 @@ import json
 import numpy as np
 import pytest
 import rasterio
+from conftest import interrupted_at_save
 from rasterio.transform import from_origin
 from rasterio.warp import transform_bounds
 
@@ -153,19 +154,9 @@ def test_mosaic_resume_after_interruption_equals_uninterrupted(tmp_path, tiny_ck
     b = scene(tmp_path / "b.tif", road_image(200, 200, rows=(100,), cols=(50,)), origin=(X0 + 150, Y0))
     kw = dict(model=str(tiny_ckpt), tile=128, overlap=32, batch_size=1)
     ex.run_extract(ex.ExtractOptions(scene=[a, b], output=tmp_path / "x.gpkg", prob_out=tmp_path / "x.tif", **kw))
-    real_save, calls = np.save, {"n": 0}
-
-    def dying_save(*args, **k):
-        calls["n"] += 1
-        if calls["n"] == 4:
-            raise KeyboardInterrupt
-        return real_save(*args, **k)
-
-    monkeypatch.setattr(ex.np, "save", dying_save)
-    with pytest.raises(KeyboardInterrupt):
+    with interrupted_at_save(monkeypatch, 4):
         ex.run_extract(ex.ExtractOptions(scene=[a, b], output=tmp_path / "y.gpkg", prob_out=tmp_path / "y.tif",
                                          **kw))
-    monkeypatch.setattr(ex.np, "save", real_save)
     cached = len(list((tmp_path / "y.gpkg.roadmap-work" / "tiles").glob("*.npy")))
     assert cached == 3
     ex.run_extract(ex.ExtractOptions(scene=[a, b], output=tmp_path / "y.gpkg", prob_out=tmp_path / "y.tif",
@@ -173,11 +164,8 @@ def test_mosaic_resume_after_interruption_equals_uninterrupted(tmp_path, tiny_ck
     with rasterio.open(tmp_path / "x.tif") as x, rasterio.open(tmp_path / "y.tif") as y:
         assert np.array_equal(x.read(), y.read())
     scene(tmp_path / "b.tif", road_image(200, 200, rows=(90,)), origin=(X0 + 150, Y0))  # a scene changed
-    with pytest.raises(KeyboardInterrupt):
-        monkeypatch.setattr(ex.np, "save", dying_save)
-        calls["n"] = 0
+    with interrupted_at_save(monkeypatch, 4):
         ex.run_extract(ex.ExtractOptions(scene=[a, b], output=tmp_path / "z.gpkg", **kw))
-    monkeypatch.setattr(ex.np, "save", real_save)
     import os
     os.utime(tmp_path / "b.tif", (1, 1))
     with pytest.raises(InputError, match="other inputs"):
