@@ -22,7 +22,7 @@ ALLOWED = {
     "weights": {"errors", "io", "nn", "settings"},
     "infer": {"errors", "io", "nn", "progress", "tiling"},
     "data": {"errors", "io", "settings", "tiling"},
-    "engines": {"errors", "infer", "io", "progress", "settings", "tiling", "weights"},
+    "engines": {"errors", "graph", "infer", "io", "progress", "settings", "tiling", "weights"},
     "extract": {"engines", "errors", "export", "graph", "infer", "io", "nn", "progress", "report", "tiling",
                 "weights"},
     "score": {"errors", "io", "metrics"},
