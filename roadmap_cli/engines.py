@@ -104,8 +104,13 @@ class TileWorker:
 class BlockWorker:
     """The scene and the tile cache, without a model: blends blocks and builds graph-tile parts (a Ray actor)."""
 
-    def __init__(self, job: TileJob, layout: TileLayout):
-        self.job, self.layout = job, layout
+    def __init__(self, job: TileJob):
+        import dataclasses
+
+        from .tiling import blend_weights
+        lay = job.layout  # sent without its blend window (small arguments stay out of Ray's object store)
+        self.job = job
+        self.layout = dataclasses.replace(lay, weight=blend_weights(lay.th, lay.tw, lay.overlap)) if lay.th else lay
         self._stack, self.ds = _open_scene(job)
         self.cache = TileCache(job.cache)
         self._rasters: dict = {}
@@ -218,12 +223,12 @@ class RayEngine:
             ray.kill(a)
         return {"predicted": done, "workers": len(actors), "worker_rss_gb": self.worker_rss_gb}
 
-    def blend_compute(self, layout: TileLayout):
+    def blend_compute(self):
         """A ``compute(blocks)`` for ``infer.stitch.blend_tiles``: blocks blended on scene workers, in order."""
         import ray
 
         def compute(blocks):
-            actors, pool = self._pool(BlockWorker, len(blocks), 0.0, self.job, layout)
+            actors, pool = self._pool(BlockWorker, len(blocks), 0.0, self.job)
             try:
                 yield from pool.map(lambda a, rc: a.blend.remote(*rc), blocks)
             finally:
@@ -234,10 +239,9 @@ class RayEngine:
     def graph_parts(self, mask_path: str, prob_path: str, h: int, w: int):
         """A ``parts(tiles, halo)`` for ``graph.build_graph``: graph-tile parts built on scene workers, in order."""
         import ray
-        layout = TileLayout(0, 0, 0, 0, 0, [], [], None)  # the graph workers read no tiles
 
         def parts(tiles, halo):
-            actors, pool = self._pool(BlockWorker, len(tiles), 0.0, self.job, layout)
+            actors, pool = self._pool(BlockWorker, len(tiles), 0.0, self.job)
             try:
                 yield from pool.map(lambda a, t: a.graph_part.remote(mask_path, prob_path, h, w, t, halo), tiles)
             finally:

@@ -457,7 +457,7 @@ def _engine(opts, s: _Session, stretch, cache: TileCache):
     if opts.engine != "ray":
         yield None
         return
-    layout = dataclasses.replace(s.layout, weight=np.zeros(0, np.float32))  # model workers do not blend
+    layout = dataclasses.replace(s.layout, weight=np.zeros(0, np.float32))  # workers recompute it if they blend
     job = TileJob(str(opts.scene), s.ds is not s.scene, s.bands, s.grid, stretch, layout, str(cache.folder),
                   opts.model, None if opts.weights is None else str(opts.weights), opts.random_weights,
                   s.device.type if opts.gpus_per_worker == 0 else "cuda", opts.precision, opts.tta,
@@ -488,7 +488,7 @@ def _blend_stage(s: _Session, cache: TileCache, work: Path, reporter: Reporter, 
     def valid(r0, r1, c0, c1):
         return read_valid(s.ds, s.grid, s.bands, r0, r1, c0, c1)
 
-    compute = engine.blend_compute(s.layout) if engine is not None else None
+    compute = engine.blend_compute() if engine is not None else None
     stats = blend_tiles(s.layout, cache, valid, s.threshold, prob_r, mask_r, reporter, compute)
     return prob_r, mask_r, stats
 
