@@ -45,6 +45,7 @@ class TileJob:
     precision: str
     tta: bool
     threads: int          # torch threads: the bits depend on it
+    sources: list | None = None  # a mosaic's scenes (read one by one where they overlap)
 
 
 def _open_scene(job: TileJob):
@@ -70,6 +71,10 @@ class TileWorker:
         torch.set_num_threads(job.threads)
         self.job = job
         self._stack, self.ds = _open_scene(job)
+        self.views = None
+        if job.sources:
+            from .io.mosaic import SceneViews
+            self.views = self._stack.enter_context(SceneViews(job.sources, self.ds))
         device = resolve_device(job.device)
         model = load_model(job.model, job.weights, device, job.random_weights)
         self.predictor = Predictor(model, device, resolve_precision(job.precision, device), job.tta)
@@ -91,6 +96,8 @@ class TileWorker:
                 os._exit(1)
 
         def read_tile(r0, r1, c0, c1):
+            if self.views is not None:
+                return self.views.read(self.ds, job.grid, job.bands, job.stretch, r0, r1, c0, c1)
             return read_window(self.ds, job.grid, job.bands, job.stretch, r0, r1, c0, c1)
 
         return predict_batch(job.layout, [tuple(b) for b in batch], read_tile, self.predictor, self.cache)

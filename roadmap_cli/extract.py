@@ -33,7 +33,7 @@ from .infer.device import resolve_device, resolve_precision
 from .infer.predict import Predictor
 from .infer.stitch import TileCache, blend_tiles, predict_tiles
 from .io.atomic import atomic_path, check_output_path, is_disk_full, run_lock
-from .io.mosaic import LIST_SUFFIXES, build_mosaic, expand_inputs
+from .io.mosaic import LIST_SUFFIXES, SceneViews, build_mosaic, expand_inputs
 from .io.raster import (
     ReadTiff,
     SceneGrid,
@@ -107,6 +107,7 @@ class ExtractOptions:
     address: str | None = None  # Ray: the cluster to join (default: RAY_ADDRESS, else a local instance)
     asset: str | None = None  # the STAC asset to read (default: visual / image / data / the first GeoTIFF)
     mosaic_key: str | None = None  # set internally: the identity of a mosaic's scenes (for --resume)
+    mosaic_sources: list | None = None  # set internally: a mosaic's scenes (read one by one where they overlap)
 
 
 @dataclass
@@ -171,6 +172,7 @@ class _Session:
     dtype: object
     threshold: float
     scene: object = None  # the scene's own dataset (``ds`` is its warped view when one scale does not fit it)
+    views: object = None  # a mosaic's scenes on its grid (io.mosaic.SceneViews), read one by one where they overlap
 
     @property
     def scene_crs(self):
@@ -299,7 +301,8 @@ def _session(opts: ExtractOptions):
                  "%d tiles of %d x %d; model %s on %s", opts.scene, scene.width, scene.height, scene.count, scene.crs,
                  *grid.scene_gsd, grid.width, grid.height, grid.gsd, layout.count, layout.th, layout.tw, cfg.name,
                  device)
-        yield _Session(ds, bands, grid, layout, model, device, dtype, threshold, scene)
+        views = stack.enter_context(SceneViews(opts.mosaic_sources, ds)) if opts.mosaic_sources else None
+        yield _Session(ds, bands, grid, layout, model, device, dtype, threshold, scene, views)
 
 
 def _work_folder(opts: ExtractOptions) -> Path:
@@ -344,7 +347,7 @@ def _resolved_scene(opts: ExtractOptions):
     with tempfile.TemporaryDirectory(prefix="roadmap-mosaic-") as tmp, gdal_env():
         m = build_mosaic(sources, Path(tmp) / "mosaic.gti.gpkg")
         log.info("mosaic of %d scenes on %s at %.3f m", len(sources), m.crs, m.resolution)
-        yield dataclasses.replace(opts, scene=m.path, mosaic_key=m.key), sources
+        yield dataclasses.replace(opts, scene=m.path, mosaic_key=m.key, mosaic_sources=list(sources)), sources
 
 
 def plan_extract(opts: ExtractOptions) -> ExtractPlan:
@@ -461,7 +464,7 @@ def _engine(opts, s: _Session, stretch, cache: TileCache):
     job = TileJob(str(opts.scene), s.ds is not s.scene, s.bands, s.grid, stretch, layout, str(cache.folder),
                   opts.model, None if opts.weights is None else str(opts.weights), opts.random_weights,
                   s.device.type if opts.gpus_per_worker == 0 else "cuda", opts.precision, opts.tta,
-                  torch.get_num_threads())
+                  torch.get_num_threads(), opts.mosaic_sources)
     with RayEngine(job, opts.workers, opts.gpus_per_worker, opts.address) as engine:
         yield engine
 
@@ -474,6 +477,8 @@ def _predict_stage(opts, s: _Session, stretch, cache: TileCache, reporter: Repor
         return
 
     def read_tile(r0, r1, c0, c1):
+        if s.views is not None:
+            return s.views.read(s.ds, s.grid, s.bands, stretch, r0, r1, c0, c1)
         return read_window(s.ds, s.grid, s.bands, stretch, r0, r1, c0, c1)
 
     predictor = Predictor(s.model, s.device, s.dtype, opts.tta)

@@ -70,20 +70,43 @@ def pending_batches(layout: TileLayout, cache: TileCache, batch_size: int):
         yield batch
 
 
+def scene_feather(valid: np.ndarray, ramp: int) -> np.ndarray:
+    """A scene's blend weight in a tile where scenes overlap: a raised cosine of the distance to the scene's edge
+    (its invalid pixels) over ``ramp`` px, 0 outside the scene, 1 where the scene has no edge in the tile."""
+    from scipy import ndimage
+
+    if valid.all():
+        return np.ones(valid.shape, np.float32)
+    d = ndimage.distance_transform_edt(valid)
+    return (0.5 - 0.5 * np.cos(np.pi * np.clip(d / max(ramp, 1), 0, 1))).astype(np.float32)
+
+
 def predict_batch(layout: TileLayout, batch: list[tuple[int, int]], read_tile, predictor: Predictor,
                   cache: TileCache) -> int:
-    """Read, predict and cache one batch of tiles.  ``read_tile(r0, r1, c0, c1) -> (image (h, w, 3), valid (h, w))``
-    reads one tile window of the working grid; tiles are reflection-padded to the model tile and invalid pixels get
-    probability 0.  Idempotent (a retried batch writes the same files)."""
+    """Read, predict and cache one batch of tiles.  ``read_tile(r0, r1, c0, c1)`` reads one tile window of the
+    working grid: ``(image (h, w, 3), valid (h, w))``, or a list of them where several scenes of a mosaic overlap
+    there, each predicted on its own and blended with :func:`scene_feather` weights (ramp: the tile overlap), as
+    tiles are blended.  Tiles are reflection-padded to the model tile and invalid pixels get probability 0.
+    Idempotent (a retried batch writes the same files)."""
     imgs, cuts = [], []
     for i, j in batch:
         r0, r1, c0, c1 = layout.window(i, j)
-        img, valid = read_tile(r0, r1, c0, c1)
-        imgs.append(reflect_pad(img, 0, layout.th - (r1 - r0), 0, layout.tw - (c1 - c0)))
-        cuts.append((r1 - r0, c1 - c0, valid))
-    probs = predictor(np.stack(imgs))
-    for (i, j), p, (h, w, valid) in zip(batch, probs, cuts):
-        p = p[:h, :w].copy()
+        got = read_tile(r0, r1, c0, c1)
+        parts = got if isinstance(got, list) else [got]
+        for img, _ in parts:
+            imgs.append(reflect_pad(img, 0, layout.th - (r1 - r0), 0, layout.tw - (c1 - c0)))
+        cuts.append((r1 - r0, c1 - c0, [v for _, v in parts]))
+    probs = iter(predictor(np.stack(imgs)))
+    for (i, j), (h, w, valids) in zip(batch, cuts):
+        ps = [next(probs)[:h, :w] for _ in valids]
+        if len(ps) == 1:
+            p, valid = ps[0].copy(), valids[0]
+        else:
+            ws = [scene_feather(v, layout.overlap) for v in valids]
+            num = sum(wk * pk for wk, pk in zip(ws, ps))
+            den = sum(ws)
+            valid = np.logical_or.reduce(valids)
+            p = np.where(den > 0, num / np.maximum(den, 1e-12), 0).astype(np.float32)
         p[~valid] = 0
         cache.put(i, j, p)
     return len(batch)

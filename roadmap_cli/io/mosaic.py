@@ -3,8 +3,9 @@ index that GDAL reads as a single raster, reprojecting each scene on the fly), s
 on one working grid and the road network is one graph across scene borders.
 
 The mosaic's CRS is the scenes' common projected CRS, or else the UTM zone of their centre; its pixel size is the
-finest ground resolution among the scenes.  Where scenes overlap, the finer one lies on top (ties: the later in the
-list, as with ``gdalbuildvrt``); a mask band marks the pixels that some scene covers.
+finest ground resolution among the scenes.  In the GTI mosaic the finer scene lies on top where scenes overlap
+(ties: the later in the list, as with ``gdalbuildvrt``) and a mask band marks the pixels that some scene covers;
+extract reads the tiles of overlaps from each scene too (:class:`SceneViews`) and blends the predictions.
 """
 from __future__ import annotations
 
@@ -13,6 +14,8 @@ import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
+
+import numpy as np
 
 from ..errors import InputError
 
@@ -168,3 +171,54 @@ def build_mosaic(sources: list[str], index: Path) -> Mosaic:
         if ds.driver != "GTI":
             raise InputError(f"GDAL did not read the mosaic index {index} as a GTI raster (driver {ds.driver})")
     return Mosaic(index, sources, target.to_string(), res, _identity(sources))
+
+
+class SceneViews:
+    """Each scene of a mosaic warped onto the mosaic's own pixel grid (a GDAL warped VRT per scene, nearest
+    neighbour like the mosaic itself), with its footprint in mosaic pixels: where scenes overlap, a tile is read
+    from each of them and the predictions are blended (``infer.stitch.predict_batch``).  Use as a context manager."""
+
+    def __init__(self, sources: list[str], like):
+        import contextlib
+
+        import rasterio
+        from rasterio.vrt import WarpedVRT
+        from rasterio.warp import transform_bounds
+        from rasterio.windows import from_bounds
+
+        self._stack = contextlib.ExitStack()
+        self.views, self.boxes = [], []
+        for s in sources:
+            src = self._stack.enter_context(rasterio.open(s))
+            self.views.append(self._stack.enter_context(
+                WarpedVRT(src, crs=like.crs, transform=like.transform, width=like.width, height=like.height,
+                          add_alpha=src.nodata is None and not any(f.name == "alpha" for f in
+                                                                    src.mask_flag_enums[0]))))
+            win = from_bounds(*transform_bounds(src.crs, like.crs, *src.bounds, densify_pts=21), like.transform)
+            self.boxes.append((win.row_off, win.row_off + win.height, win.col_off, win.col_off + win.width))
+
+    def __enter__(self) -> "SceneViews":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stack.close()
+
+    def read(self, mosaic, grid, bands, stretch, r0: int, r1: int, c0: int, c1: int):
+        """Working-grid window [r0, r1) x [c0, c1): ``(image, valid)`` from the mosaic where at most one scene covers
+        it, else a list of ``(image, valid)``, one per covering scene, in mosaic order: each scene's pixels where it
+        has data and the mosaic's around them (so the model sees the same context in every version, and scenes that
+        agree give the mosaic's own prediction), with that scene's validity for its blend weight."""
+        from .raster import read_window
+
+        sr0, sr1, sc0, sc1 = r0 * grid.scale_y, r1 * grid.scale_y, c0 * grid.scale_x, c1 * grid.scale_x
+        found = []
+        for view, (br0, br1, bc0, bc1) in zip(self.views, self.boxes):
+            if br1 <= sr0 or sr1 <= br0 or bc1 <= sc0 or sc1 <= bc0:
+                continue
+            img, valid = read_window(view, grid, bands, stretch, r0, r1, c0, c1)
+            if valid.any():
+                found.append((img, valid))
+        img_m, valid_m = read_window(mosaic, grid, bands, stretch, r0, r1, c0, c1)
+        if len(found) <= 1:
+            return img_m, valid_m
+        return [(np.where(valid[..., None], img, img_m), valid) for img, valid in found]

@@ -170,3 +170,20 @@ def test_mosaic_resume_after_interruption_equals_uninterrupted(tmp_path, tiny_ck
     os.utime(tmp_path / "b.tif", (1, 1))
     with pytest.raises(InputError, match="other inputs"):
         ex.run_extract(ex.ExtractOptions(scene=[a, b], output=tmp_path / "z.gpkg", resume=True, **kw))
+
+
+def test_overlapping_scenes_are_blended_not_cut(tmp_path, bright, monkeypatch):
+    """Scene a shows a road that scene b (same grid, later, so on top in the mosaic) does not: across their
+    80 m overlap the road's probability fades from a's to b's with the scenes' feather weights instead of
+    stopping where b begins; outside the overlap each scene's own prediction is kept."""
+    from roadmap_cli import extract as ex
+    monkeypatch.setattr(ex, "load_model", lambda *a, **k: bright)
+    a = scene(tmp_path / "a.tif", road_image(160, 200, rows=(80,)))
+    b = scene(tmp_path / "b.tif", road_image(160, 200), origin=(X0 + 120, Y0))
+    ex.run_extract(ex.ExtractOptions(scene=[a, b], output=tmp_path / "r.gpkg", prob_out=tmp_path / "p.tif",
+                                     tile=128, overlap=32, gsd=1.0, min_component_m=0, raster_grid="model"))
+    with rasterio.open(tmp_path / "p.tif") as ds:
+        p = ds.read(1)[80]
+    assert p[:115].min() > 0.99 and p[205:].max() < 0.01  # one scene only: its own prediction
+    assert p[125] > 0.6 and 0.2 < p[160] < 0.8 and p[195] < 0.4  # the overlap: a fade, not a cut at x = 120
+    assert np.all(np.diff(p[118:202]) <= 1e-3)  # and a monotone one
