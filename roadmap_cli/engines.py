@@ -82,7 +82,7 @@ class TileWorker:
 
     def run(self, batch: list) -> int:
         """Predict one batch (a list of (i, j) tiles) into the cache."""
-        from .io.raster import read_window
+        from .io.mosaic import read_scene_window
         from .settings import fault_kill_worker_once
         job = self.job
         marker = fault_kill_worker_once()
@@ -96,9 +96,7 @@ class TileWorker:
                 os._exit(1)
 
         def read_tile(r0, r1, c0, c1):
-            if self.views is not None:
-                return self.views.read(self.ds, job.grid, job.bands, job.stretch, r0, r1, c0, c1)
-            return read_window(self.ds, job.grid, job.bands, job.stretch, r0, r1, c0, c1)
+            return read_scene_window(self.ds, self.views, job.grid, job.bands, job.stretch, r0, r1, c0, c1)
 
         return predict_batch(job.layout, [tuple(b) for b in batch], read_tile, self.predictor, self.cache)
 
@@ -120,7 +118,7 @@ class BlockWorker:
         self.layout = dataclasses.replace(lay, weight=blend_weights(lay.th, lay.tw, lay.overlap)) if lay.th else lay
         self._stack, self.ds = _open_scene(job)
         self.cache = TileCache(job.cache)
-        self._rasters: dict = {}
+        self._readers = None
 
     def blend(self, row, col):
         """(row, col, probability, validity) of one block, as ``infer.stitch.blended_blocks`` computes it."""
@@ -135,22 +133,14 @@ class BlockWorker:
 
     def graph_part(self, mask_path: str, prob_path: str, h: int, w: int, tile: tuple, halo: int):
         """The :class:`graph.build.TilePart` of one graph tile from the closed scratch rasters."""
-        import numpy as np
-        import rasterio
-        from rasterio.windows import Window
-
         from .graph import tile_part
-        for path in (mask_path, prob_path):
-            if path not in self._rasters:
-                self._rasters[path] = self._stack.enter_context(rasterio.open(path))
-        mask, prob = self._rasters[mask_path], self._rasters[prob_path]
-
-        def read_mask(r0, r1, c0, c1):
-            return mask.read(1, window=Window(c0, r0, c1 - c0, r1 - r0)) == 1
-
-        def read_prob(r0, r1, c0, c1):
-            return np.maximum(prob.read(1, window=Window(c0, r0, c1 - c0, r1 - r0)), 0)
-
+        from .io.raster import ReadTiff, scratch_readers
+        if self._readers is None:
+            mask, prob = ReadTiff(mask_path), ReadTiff(prob_path)
+            self._stack.callback(mask.close)
+            self._stack.callback(prob.close)
+            self._readers = scratch_readers(mask, prob)
+        read_mask, read_prob = self._readers
         r0, r1, c0, c1 = tile
         return tile_part(read_mask, h, w, r0, r1, c0, c1, halo, read_prob)[0]
 
@@ -230,28 +220,25 @@ class RayEngine:
             ray.kill(a)
         return {"predicted": done, "workers": len(actors), "worker_rss_gb": self.worker_rss_gb}
 
+    def _on_scene_workers(self, units: list, call):
+        """``call(actor, unit)`` for each unit on a pool of scene workers; results in the units' order."""
+        import ray
+        actors, pool = self._pool(BlockWorker, len(units), 0.0, self.job)
+        try:
+            yield from pool.map(call, units)
+        finally:
+            for a in actors:
+                ray.kill(a)
+
     def blend_compute(self):
         """A ``compute(blocks)`` for ``infer.stitch.blend_tiles``: blocks blended on scene workers, in order."""
-        import ray
-
         def compute(blocks):
-            actors, pool = self._pool(BlockWorker, len(blocks), 0.0, self.job)
-            try:
-                yield from pool.map(lambda a, rc: a.blend.remote(*rc), blocks)
-            finally:
-                for a in actors:
-                    ray.kill(a)
+            return self._on_scene_workers(blocks, lambda a, rc: a.blend.remote(*rc))
         return compute
 
     def graph_parts(self, mask_path: str, prob_path: str, h: int, w: int):
         """A ``parts(tiles, halo)`` for ``graph.build_graph``: graph-tile parts built on scene workers, in order."""
-        import ray
-
         def parts(tiles, halo):
-            actors, pool = self._pool(BlockWorker, len(tiles), 0.0, self.job)
-            try:
-                yield from pool.map(lambda a, t: a.graph_part.remote(mask_path, prob_path, h, w, t, halo), tiles)
-            finally:
-                for a in actors:
-                    ray.kill(a)
+            return self._on_scene_workers(
+                tiles, lambda a, t: a.graph_part.remote(mask_path, prob_path, h, w, t, halo))
         return parts

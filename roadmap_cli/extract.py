@@ -33,7 +33,7 @@ from .infer.device import resolve_device, resolve_precision
 from .infer.predict import Predictor
 from .infer.stitch import TileCache, blend_tiles, predict_tiles
 from .io.atomic import atomic_path, check_output_path, is_disk_full, run_lock
-from .io.mosaic import LIST_SUFFIXES, SceneViews, build_mosaic, expand_inputs
+from .io.mosaic import LIST_SUFFIXES, SceneViews, build_mosaic, expand_inputs, read_scene_window, scenes_identity
 from .io.raster import (
     ReadTiff,
     SceneGrid,
@@ -47,8 +47,8 @@ from .io.raster import (
     open_raster,
     parse_bands,
     read_valid,
-    read_window,
     resample_to_grid,
+    scratch_readers,
     working_grid,
 )
 from .progress import SILENT, Reporter
@@ -106,7 +106,6 @@ class ExtractOptions:
     gpus_per_worker: float = 0.0
     address: str | None = None  # Ray: the cluster to join (default: RAY_ADDRESS, else a local instance)
     asset: str | None = None  # the STAC asset to read (default: visual / image / data / the first GeoTIFF)
-    mosaic_key: str | None = None  # set internally: the identity of a mosaic's scenes (for --resume)
     mosaic_sources: list | None = None  # set internally: a mosaic's scenes (read one by one where they overlap)
 
 
@@ -340,14 +339,11 @@ def _resolved_scene(opts: ExtractOptions):
     if len(sources) == 1:
         yield dataclasses.replace(opts, scene=Path(sources[0])), sources
         return
-    for src in sources:
-        for out in outs:
-            if Path(out).resolve() == Path(src).resolve():
-                raise InputError(f"{out} is the scene {src}: roadmap never writes over an input")
+    _check_outputs_are_new(dataclasses.replace(opts, scene=[Path(x) for x in sources]))
     with tempfile.TemporaryDirectory(prefix="roadmap-mosaic-") as tmp, gdal_env():
         m = build_mosaic(sources, Path(tmp) / "mosaic.gti.gpkg")
         log.info("mosaic of %d scenes on %s at %.3f m", len(sources), m.crs, m.resolution)
-        yield dataclasses.replace(opts, scene=m.path, mosaic_key=m.key, mosaic_sources=list(sources)), sources
+        yield dataclasses.replace(opts, scene=m.path, mosaic_sources=list(sources)), sources
 
 
 def plan_extract(opts: ExtractOptions) -> ExtractPlan:
@@ -370,9 +366,7 @@ def run_extract(opts: ExtractOptions, reporter: Reporter = SILENT) -> ExtractRes
 
 
 def _run_extract(opts: ExtractOptions, reporter: Reporter) -> ExtractResult:
-    if opts.resume and (_work_folder(opts) / "manifest.json").is_file():
-        opts = dataclasses.replace(opts, overwrite=True)  # outputs the interrupted run wrote before it stopped
-    _validate(opts)
+    """The run on one (resolved, validated) scene."""
     t_start = time.time()
     times: dict[str, float] = {}
     work = _work_folder(opts)
@@ -477,9 +471,7 @@ def _predict_stage(opts, s: _Session, stretch, cache: TileCache, reporter: Repor
         return
 
     def read_tile(r0, r1, c0, c1):
-        if s.views is not None:
-            return s.views.read(s.ds, s.grid, s.bands, stretch, r0, r1, c0, c1)
-        return read_window(s.ds, s.grid, s.bands, stretch, r0, r1, c0, c1)
+        return read_scene_window(s.ds, s.views, s.grid, s.bands, stretch, r0, r1, c0, c1)
 
     predictor = Predictor(s.model, s.device, s.dtype, opts.tta)
     n = predict_tiles(s.layout, read_tile, predictor, cache, opts.batch_size, reporter)
@@ -525,11 +517,11 @@ def _graph_stage(opts, s: _Session, prob_r, mask_r, work: Path, reporter: Report
                          junction_m=opts.junction_m, bridge_m=opts.bridge_m, bridge_angle_deg=opts.bridge_angle_deg,
                          join_edges=opts.bridge_to_edges, bridge_detour=opts.bridge_detour,
                          bridge_follow=opts.bridge_follow, spur_width_ratio=opts.spur_widths)
-    read_prob = lambda r0, r1, c0, c1: np.maximum(prob_r.read(r0, r1, c0, c1), 0)  # noqa: E731
+    read_mask, read_prob = scratch_readers(mask_r, prob_r)
     parts = (engine.graph_parts(str(work / "mask.tif"), str(work / "prob.tif"), h, w) if engine is not None
              else None)
-    g = graph_from_rasters(lambda r0, r1, c0, c1: mask_r.read(r0, r1, c0, c1) == 1, h, w, clean,
-                           read_prob, gt_, halo=64, tick=lambda: reporter.advance("graph"), parts=parts)
+    g = graph_from_rasters(read_mask, h, w, clean, read_prob, gt_, halo=64, tick=lambda: reporter.advance("graph"),
+                           parts=parts)
     log.info("graph: %d nodes, %d edges", g.number_of_nodes(), g.number_of_edges())
     return g
 
@@ -572,8 +564,8 @@ def _write_stage(opts, s: _Session, g, stretch, prob_r, mask_r, work: Path, repo
 def _run_key(opts: ExtractOptions, s: _Session) -> str:
     lay = s.layout
     h = hashlib.sha256()
-    if opts.mosaic_key is not None:  # the mosaic index is rebuilt on every run; its scenes are what counts
-        ident = ["mosaic", opts.mosaic_key]
+    if opts.mosaic_sources:  # the mosaic index is rebuilt on every run; its scenes are what counts
+        ident = ["mosaic", scenes_identity(opts.mosaic_sources)]
     else:
         st = os.stat(opts.scene)
         ident = [str(Path(opts.scene).resolve()), st.st_size, int(st.st_mtime)]

@@ -37,7 +37,7 @@ from scipy import ndimage
 from skimage.morphology import skeletonize
 
 from ..tiling import Reader, read_padded
-from .union import KeyUnion
+from .union import KeyUnion, keyed_components, seam_links
 
 NODE, SEAM, NONE = 0, 1, 2  # what lies beyond the end of a piece
 MAX_HALO = 1024  # the halo grows with the thickest road of the mask, up to this
@@ -215,26 +215,14 @@ def tile_part(read_mask: Reader, h: int, w: int, r0: int, r1: int, c0: int, c1: 
     dist = _half_width(m, core_sk, pad)
 
     # node clusters of the core
-    node = cls[1:-1, 1:-1] == 2
-    lab, nlab = ndimage.label(node, np.ones((3, 3), bool))
-    rr, cc = np.nonzero(node)
-    ids = lab[rr, cc] - 1
-    lin = (rr + r0).astype(np.int64) * w + (cc + c0)
-    keys = np.full(nlab, np.iinfo(np.int64).max, np.int64)
-    np.minimum.at(keys, ids, lin)
+    lab, keys, rr, cc, ids = keyed_components(cls[1:-1, 1:-1] == 2, r0, c0, w)
+    nlab = len(keys)
     sums = np.zeros((nlab, 3))
     sums[:, 0] = np.bincount(ids, rr + r0, nlab)
     sums[:, 1] = np.bincount(ids, cc + c0, nlab)
     sums[:, 2] = np.bincount(ids, None, nlab)
-    part = TilePart(keys, sums)
-    edge_px = (rr == 0) | (rr == th - 1) | (cc == 0) | (cc == tw - 1)
-    for i in np.flatnonzero(edge_px):
-        part.border[int(lin[i])] = int(keys[ids[i]])
-        for dr in (-1, 0, 1):
-            for dc in (-1, 0, 1):
-                qr, qc = rr[i] + dr, cc[i] + dc
-                if not (0 <= qr < th and 0 <= qc < tw) and cls[qr + 1, qc + 1] == 2:
-                    part.node_pairs.append((int(keys[ids[i]]), int((qr + r0) * w + qc + c0)))
+    border, pairs = seam_links(cls == 2, keys, rr, cc, ids, r0, c0, w)
+    part = TilePart(keys, sums, border, pairs)
 
     def node_ref(r, c):  # window coordinates of a node pixel -> its cluster
         if 1 <= r <= th and 1 <= c <= tw:

@@ -10,6 +10,7 @@ import networkx as nx
 import numpy as np
 
 from ..tiling import Reader
+from .union import KeyUnion
 
 
 def edge_line(g: nx.MultiGraph, u, v, d) -> np.ndarray:
@@ -208,17 +209,12 @@ def bridge_gaps(g: nx.MultiGraph, max_gap_px: float, prob_read: Reader | None = 
     _normalize_orientation(g)
     if g.number_of_nodes() < 2:
         return g
-    comp, parent = {}, []
+    comp = {}  # node -> its component id; pieces joined by bridges are unioned in ``pieces``
     for cid, nodes in enumerate(sorted(nx.connected_components(g), key=min)):
-        parent.append(cid)
         for m in nodes:
             comp[m] = cid
-
-    def find(c):  # union-find over component ids
-        while parent[c] != c:
-            parent[c] = parent[parent[c]]
-            c = parent[c]
-        return c
+    pieces = KeyUnion()
+    find = pieces.find
 
     # candidate targets: node centres, and (to_edges) edge pixels, looked up through the edge that holds them now
     cand_xy, cand = [], []
@@ -327,7 +323,7 @@ def bridge_gaps(g: nx.MultiGraph, max_gap_px: float, prob_read: Reader | None = 
             continue
         g.add_edge(n, m, pts=seg[1:-1].astype(np.int32), _from=n, n=len(seg), sum_p=float(probs.sum()),
                    min_p=float(probs.min()), sum_w=0.0, bridged=True, source="bridge")
-        parent[find(comp[m])] = find(comp[n])
+        pieces.union(comp[m], comp[n])
     return g
 
 

@@ -15,7 +15,7 @@ import numpy as np
 from scipy import ndimage
 
 from ..tiling import Reader, array_reader, read_padded, tile_ranges
-from .union import KeyUnion
+from .union import KeyUnion, keyed_components, seam_links
 
 
 @dataclass
@@ -55,19 +55,6 @@ def _smoothed(read_prob: Reader, h: int, w: int, r0: int, r1: int, c0: int, c1: 
     return p[cut], valid[cut]
 
 
-_EIGHT = np.ones((3, 3), bool)
-
-
-def _components(low: np.ndarray, r0: int, c0: int, w: int):
-    """8-connected components of a tile's low mask keyed by their smallest linear index."""
-    lab, n = ndimage.label(low, _EIGHT)
-    rr, cc = np.nonzero(low)
-    ids = lab[rr, cc] - 1
-    keys = np.full(n, np.iinfo(np.int64).max, np.int64)
-    np.minimum.at(keys, ids, (rr + r0).astype(np.int64) * w + cc + c0)
-    return lab, keys
-
-
 def mask_rasters(read_prob: Reader, h: int, w: int, opts: PostOptions,
                  write_mask: Callable[[int, int, np.ndarray], None], tile: int = 2048,
                  tick: Callable[[], None] | None = None) -> dict:
@@ -86,21 +73,12 @@ def mask_rasters(read_prob: Reader, h: int, w: int, opts: PostOptions,
             p, valid = _smoothed(read_prob, h, w, r0, r1, c0, c1, opts, 1)
             low = (p >= opts.low) & valid
             core = low[1:-1, 1:-1]
-            lab, keys = _components(core, r0, c0, w)
+            lab, keys, rr, cc, ids = keyed_components(core, r0, c0, w)
             high = core & (p[1:-1, 1:-1] >= opts.threshold)
             high_roots += keys[np.unique(lab[high]) - 1].tolist() if high.any() else []
-            th, tw = r1 - r0, c1 - c0
-            edge = np.zeros_like(core)
-            edge[[0, -1], :] = True
-            edge[:, [0, -1]] = True
-            for r, c in zip(*np.nonzero(core & edge)):
-                k = int(keys[lab[r, c] - 1])
-                border[int((r + r0) * w + c + c0)] = k
-                for dr in (-1, 0, 1):
-                    for dc in (-1, 0, 1):
-                        qr, qc = r + dr, c + dc
-                        if not (0 <= qr < th and 0 <= qc < tw) and low[qr + 1, qc + 1]:
-                            pairs.append((k, int((qr + r0) * w + qc + c0)))
+            tile_border, tile_pairs = seam_links(low, keys, rr, cc, ids, r0, c0, w)
+            border.update(tile_border)
+            pairs += tile_pairs
             tick()
         for k, lin in pairs:
             uf.union(k, border[lin])
@@ -112,7 +90,7 @@ def mask_rasters(read_prob: Reader, h: int, w: int, opts: PostOptions,
             road = (p >= opts.threshold) & valid
         else:
             low = (p >= opts.low) & valid
-            lab, keys = _components(low, r0, c0, w)
+            lab, keys = keyed_components(low, r0, c0, w)[:2]
             kept = np.array([uf.find(int(k)) in keep for k in keys], bool)
             road = np.zeros_like(low)
             road[low] = kept[lab[low] - 1]

@@ -94,16 +94,17 @@ def expand_inputs(items: list[Path], asset: str | None = None, exclude=()) -> li
 
 @dataclass
 class Mosaic:
-    """A GTI index over ``sources`` (``path`` opens as one raster) and the identity of its inputs."""
+    """A GTI index over ``sources`` (``path`` opens as one raster)."""
 
     path: Path
     sources: list[str]
     crs: str
     resolution: float
-    key: str  # changes when any source file changes (for --resume)
 
 
-def _identity(sources: list[str]) -> str:
+def scenes_identity(sources: list[str]) -> str:
+    """A digest of the scenes' paths, sizes and times: changes when any scene file changes (the run key of a
+    mosaic, whose index is rebuilt on every run)."""
     h = hashlib.sha256()
     for s in sources:
         try:
@@ -170,7 +171,7 @@ def build_mosaic(sources: list[str], index: Path) -> Mosaic:
     with rasterio.open(index) as ds:  # GDAL reads it back as one raster
         if ds.driver != "GTI":
             raise InputError(f"GDAL did not read the mosaic index {index} as a GTI raster (driver {ds.driver})")
-    return Mosaic(index, sources, target.to_string(), res, _identity(sources))
+    return Mosaic(index, sources, target.to_string(), res)
 
 
 class SceneViews:
@@ -225,3 +226,13 @@ class SceneViews:
         if all(np.array_equal(img, img_m) for img, _ in versions):  # the scenes agree here: one prediction does
             return img_m, valid_m
         return versions
+
+
+def read_scene_window(ds, views: SceneViews | None, grid, bands, stretch, r0: int, r1: int, c0: int, c1: int):
+    """A tile window of the working grid as ``infer.stitch.predict_batch`` takes it: from the scene, or where a
+    mosaic's scenes overlap, one version per scene (:meth:`SceneViews.read`)."""
+    from .raster import read_window
+
+    if views is not None:
+        return views.read(ds, grid, bands, stretch, r0, r1, c0, c1)
+    return read_window(ds, grid, bands, stretch, r0, r1, c0, c1)

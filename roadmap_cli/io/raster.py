@@ -336,6 +336,18 @@ class ReadTiff:
         self.ds.close()
 
 
+def scratch_readers(mask_r, prob_r):
+    """``(read_mask, read_prob)`` window readers over extract's scratch mask (1 = road; 0 and 255 nodata are not)
+    and probability (-1 nodata read as 0), as the graph stage takes them."""
+    def read_mask(r0, r1, c0, c1):
+        return mask_r.read(r0, r1, c0, c1) == 1
+
+    def read_prob(r0, r1, c0, c1):
+        return np.maximum(prob_r.read(r0, r1, c0, c1), 0)
+
+    return read_mask, read_prob
+
+
 def resample_to_grid(src_path: Path, dst_path: Path, like, resampling: str, nodata: float,
                      block: int = 1024) -> None:
     """Write raster ``src_path`` (one band) onto the grid of dataset ``like`` (its CRS, transform and size) as a
