@@ -82,20 +82,35 @@ def pytest_configure(config):
 
 
 @contextlib.contextmanager
-def interrupted_at_save(monkeypatch, n: int):
-    """Inside the block, the ``n``-th ``np.save`` (a tile written to the cache) raises KeyboardInterrupt, as if
-    the run were killed there; the block must end with it.  ``np.save`` is restored afterwards."""
-    real, calls = np.save, {"n": 0}
+def interrupted_when(monkeypatch, owner, name: str, when):
+    """Inside the block, ``owner.name(*args)`` raises KeyboardInterrupt (as if the run were killed there) on the first
+    call for which ``when(*args, **kwargs)`` is true; the block must end with it.  The function is restored
+    afterwards."""
+    real = getattr(owner, name)
 
     def dying(*a, **k):
-        calls["n"] += 1
-        if calls["n"] == n:
+        if when(*a, **k):
             raise KeyboardInterrupt
         return real(*a, **k)
 
-    monkeypatch.setattr(np, "save", dying)
+    monkeypatch.setattr(owner, name, dying)
     try:
         with pytest.raises(KeyboardInterrupt):
             yield
     finally:
-        monkeypatch.setattr(np, "save", real)
+        monkeypatch.setattr(owner, name, real)
+
+
+def nth_call(n: int):
+    """A ``when`` for :func:`interrupted_when`: true on the ``n``-th call."""
+    calls = {"n": 0}
+
+    def when(*a, **k):
+        calls["n"] += 1
+        return calls["n"] == n
+    return when
+
+
+def interrupted_at_save(monkeypatch, n: int):
+    """Killed at the ``n``-th ``np.save`` (a tile written to the cache)."""
+    return interrupted_when(monkeypatch, np, "save", nth_call(n))

@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 import rasterio
 import torch
+from conftest import interrupted_at_save
 from rasterio.transform import from_origin
 from scipy import ndimage
 from skimage.draw import line as draw_line
@@ -159,22 +160,11 @@ def test_resume_after_interruption_equals_uninterrupted(tmp_path, tiny_ckpt, mon
     scene = make_scene(tmp_path / "s.tif", size=400)
     kw = dict(model=str(tiny_ckpt), tile=128, overlap=32, batch_size=1)
     ex.run_extract(ex.ExtractOptions(scene=scene, output=tmp_path / "a.gpkg", prob_out=tmp_path / "a.tif", **kw))
-    real_save = np.save
-    calls = {"n": 0}
-
-    def dying_save(*a, **k):
-        calls["n"] += 1
-        if calls["n"] == 5:
-            raise KeyboardInterrupt  # as if killed mid-run
-        return real_save(*a, **k)
-
-    monkeypatch.setattr(ex.np, "save", dying_save)
-    with pytest.raises(KeyboardInterrupt):
+    with interrupted_at_save(monkeypatch, 5):  # as if killed mid-run
         ex.run_extract(ex.ExtractOptions(scene=scene, output=tmp_path / "b.gpkg", prob_out=tmp_path / "b.tif",
                                          **kw))
     work = tmp_path / "b.gpkg.roadmap-work"
     assert len(list((work / "tiles").glob("*.npy"))) == 4 and not (tmp_path / "b.gpkg").exists()
-    monkeypatch.setattr(ex.np, "save", real_save)
     r = ex.run_extract(ex.ExtractOptions(scene=scene, output=tmp_path / "b.gpkg", prob_out=tmp_path / "b.tif",
                                          resume=True, **kw))
     assert r.tiles == 16

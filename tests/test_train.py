@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 import yaml
+from conftest import interrupted_when, nth_call
 from PIL import Image
 
 from roadmap_cli.data.dataset import RoadDataset, patch_origins
@@ -102,19 +103,8 @@ def test_resume_after_kill_is_exact(tmp_path, tiny_cfg, monkeypatch):
     full = torch.load(tmp_path / "a" / "run" / "last.pt", weights_only=True)
 
     import roadmap_cli.train as tr
-    real = tr.bce_dice_loss
-    calls = {"n": 0}
-
-    def dying(*a, **k):
-        calls["n"] += 1
-        if calls["n"] == 5:  # killed during step 5, after the step-4 checkpoint
-            raise KeyboardInterrupt
-        return real(*a, **k)
-
-    monkeypatch.setattr(tr, "bce_dice_loss", dying)
-    with pytest.raises(KeyboardInterrupt):
+    with interrupted_when(monkeypatch, tr, "bce_dice_loss", nth_call(5)):  # step 5, after the step-4 checkpoint
         run_train(_opts(tmp_path / "b", root, y))
-    monkeypatch.setattr(tr, "bce_dice_loss", real)
     o = _opts(tmp_path / "b", root, y)
     o.resume = True
     run_train(o)
@@ -323,16 +313,9 @@ def test_kill_during_validation_at_an_epochs_end_resumes(tmp_path, tiny_cfg, mon
     over = dict(steps_per_epoch=2, ckpt_every=2)
     run_train(_opts(tmp_path / "a", root, y, **over))
     import roadmap_cli.train as tr
-    real = tr.evaluate
-
-    def dying(*a, **k):
-        raise KeyboardInterrupt
-
-    monkeypatch.setattr(tr, "evaluate", dying)
-    with pytest.raises(KeyboardInterrupt):
+    with interrupted_when(monkeypatch, tr, "evaluate", nth_call(1)):
         run_train(_opts(tmp_path / "b", root, y, **over))
     assert torch.load(tmp_path / "b" / "run" / "last.pt", weights_only=True)["step"] == 2
-    monkeypatch.setattr(tr, "evaluate", real)
     o = _opts(tmp_path / "b", root, y, **over)
     o.resume = True
     run_train(o)
@@ -344,17 +327,11 @@ def test_kill_between_metrics_row_and_checkpoint_writes_no_duplicate_row(tmp_pat
     root = make_folder_dataset(tmp_path / "data")
     y = write_tiny_yaml(tmp_path / "tiny.yaml", tiny_cfg)
     import roadmap_cli.train as tr
-    real = tr.save_checkpoint
+    def epoch_row_written(path, *a, **k):  # the epoch's row is written, its checkpoint is not
+        return path.name == "last.pt" and (path.parent / "metrics.csv").exists()
 
-    def dying(path, *a, **k):
-        if path.name == "last.pt" and (path.parent / "metrics.csv").exists():
-            raise KeyboardInterrupt  # the epoch's row is written, its checkpoint is not
-        return real(path, *a, **k)
-
-    monkeypatch.setattr(tr, "save_checkpoint", dying)
-    with pytest.raises(KeyboardInterrupt):
+    with interrupted_when(monkeypatch, tr, "save_checkpoint", epoch_row_written):
         run_train(_opts(tmp_path / "b", root, y))
-    monkeypatch.setattr(tr, "save_checkpoint", real)
     o = _opts(tmp_path / "b", root, y)
     o.resume = True
     run_train(o)
