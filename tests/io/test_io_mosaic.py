@@ -187,3 +187,23 @@ def test_overlapping_scenes_are_blended_not_cut(tmp_path, bright, monkeypatch):
     assert p[:115].min() > 0.99 and p[205:].max() < 0.01  # one scene only: its own prediction
     assert p[125] > 0.6 and 0.2 < p[160] < 0.8 and p[195] < 0.4  # the overlap: a fade, not a cut at x = 120
     assert np.all(np.diff(p[118:202]) <= 1e-3)  # and a monotone one
+
+
+def test_a_vrt_is_a_scene_like_its_file(tmp_path, bright, monkeypatch):
+    """A GDAL VRT among the inputs (here a plain VRT over scene b) reads as the file it wraps."""
+    from roadmap_cli import extract as ex
+    monkeypatch.setattr(ex, "load_model", lambda *a, **k: bright)
+    a = scene(tmp_path / "a.tif", road_image(160, 200, rows=(80,)))
+    b = scene(tmp_path / "b.tif", road_image(160, 200, rows=(80,), cols=(100,)), origin=(X0 + 150, Y0))
+    bands = "".join(f'<VRTRasterBand dataType="Byte" band="{i}"><SimpleSource><SourceFilename relativeToVRT="1">'
+                    f'b.tif</SourceFilename><SourceBand>{i}</SourceBand></SimpleSource></VRTRasterBand>'
+                    for i in (1, 2, 3))
+    with rasterio.open(b) as ds:
+        geo = ", ".join(repr(v) for v in ds.transform.to_gdal())
+        (tmp_path / "b.vrt").write_text(f'<VRTDataset rasterXSize="{ds.width}" rasterYSize="{ds.height}">'
+                                        f'<SRS>{ds.crs.to_wkt()}</SRS><GeoTransform>{geo}</GeoTransform>'
+                                        f'{bands}</VRTDataset>')
+    kw = dict(tile=128, overlap=32, gsd=1.0, min_component_m=0)
+    x = ex.run_extract(ex.ExtractOptions(scene=[a, b], output=tmp_path / "x.gpkg", **kw))
+    v = ex.run_extract(ex.ExtractOptions(scene=[a, tmp_path / "b.vrt"], output=tmp_path / "v.gpkg", **kw))
+    assert (v.edges, v.nodes, v.km) == (x.edges, x.nodes, x.km) and v.edges >= 3
