@@ -327,23 +327,36 @@ def _plan(opts: ExtractOptions, s: _Session) -> ExtractPlan:
 
 
 @contextlib.contextmanager
-def _resolved_scene(opts: ExtractOptions):
-    """``opts`` with ``scene`` one raster: the given one, or a GTI mosaic of many (in a temporary folder that
-    lives as long as the run), and the list of source scenes."""
-    items = [Path(x) for x in (opts.scene if isinstance(opts.scene, (list, tuple)) else [opts.scene])]
+def scene_raster(items: list[Path], asset: str | None = None, exclude=()):
+    """One raster for one or many inputs: ``(path, sources)``, the given raster itself, or a GTI mosaic of many in a
+    temporary folder that lives as long as the context (``exclude``: the run's own outputs, skipped by folder
+    scans)."""
+    items = [Path(x) for x in items]
     if not items:
         raise InputError("no scene given")
-    outs = [p for p in (opts.output, opts.prob_out, opts.mask_out, opts.preview, opts.report) if p is not None]
     plain = len(items) == 1 and not items[0].is_dir() and items[0].suffix.lower() not in (*LIST_SUFFIXES, ".json")
-    sources = [str(items[0])] if plain else expand_inputs(items, opts.asset, exclude=outs)
+    sources = [str(items[0])] if plain else expand_inputs(items, asset, exclude=exclude)
     if len(sources) == 1:
-        yield dataclasses.replace(opts, scene=Path(sources[0])), sources
+        yield Path(sources[0]), sources
         return
-    _check_outputs_are_new(dataclasses.replace(opts, scene=[Path(x) for x in sources]))
     with tempfile.TemporaryDirectory(prefix="roadmap-mosaic-") as tmp, gdal_env():
         m = build_mosaic(sources, Path(tmp) / "mosaic.gti.gpkg")
         log.info("mosaic of %d scenes on %s at %.3f m", len(sources), m.crs, m.resolution)
-        yield dataclasses.replace(opts, scene=m.path, mosaic_sources=list(sources)), sources
+        yield m.path, sources
+
+
+@contextlib.contextmanager
+def _resolved_scene(opts: ExtractOptions):
+    """``opts`` with ``scene`` one raster: the given one, or a GTI mosaic of many (:func:`scene_raster`), and the
+    list of source scenes."""
+    items = [Path(x) for x in (opts.scene if isinstance(opts.scene, (list, tuple)) else [opts.scene])]
+    outs = [p for p in (opts.output, opts.prob_out, opts.mask_out, opts.preview, opts.report) if p is not None]
+    with scene_raster(items, opts.asset, outs) as (path, sources):
+        if len(sources) == 1:
+            yield dataclasses.replace(opts, scene=path), sources
+        else:
+            _check_outputs_are_new(dataclasses.replace(opts, scene=[Path(x) for x in sources]))
+            yield dataclasses.replace(opts, scene=path, mosaic_sources=list(sources)), sources
 
 
 def plan_extract(opts: ExtractOptions) -> ExtractPlan:
@@ -424,8 +437,8 @@ MIN_ROAD_KM_PER_KM2 = 0.5  # far below any inhabited area's road density (rural 
 
 def _doubts(r: ExtractResult, threshold: float) -> list[str]:
     """One line for each sign that the model does not know this imagery."""
-    advice = ("the model may not know this kind of imagery ({}); fine-tuning it on road vectors of your area "
-              "helps (roadmap datasets from-vectors, then roadmap train --init)").format(r.domain)
+    advice = ("the model may not know this kind of imagery ({}); adapt it to your area with road vectors of part "
+              "of it: roadmap adapt SCENE.tif ROADS.gpkg -o model.pt").format(r.domain)
     notes = []
     if r.valid_km2 > 0 and r.prob_p99 < threshold / 2:
         notes.append(f"road probabilities never approach the threshold (99th percentile {r.prob_p99:.2f}, "

@@ -22,7 +22,7 @@ import yaml
 from . import settings
 from .data.augment import parse_scale_aug
 from .data.dataset import RoadDataset
-from .data.sources import Pair, build_pairs
+from .data.sources import Pair, build_pairs, folder_pairs_or_mass
 from .errors import InputError
 from .infer.device import resolve_device
 from .infer.predict import Predictor, predict_array
@@ -138,6 +138,7 @@ class TrainOptions:
     device: str = "auto"
     resume: bool = False
     overrides: dict = field(default_factory=dict)
+    validate: bool = True  # False: no validation split; the run's final weights are written as OUT/final.pt
 
 
 def bce_dice_loss(logits: torch.Tensor, target: torch.Tensor, bce_w: float = 1.0, dice_w: float = 1.0,
@@ -229,9 +230,12 @@ def _check_run_folder(opts: TrainOptions) -> Path:
 
 
 def _load_data(opts: TrainOptions, recipe: Recipe) -> tuple[RoadDataset, list[Pair], list[Pair]]:
-    train_pairs = build_pairs(opts.dataset, opts.root, "train", recipe.seed, opts.val_names)
-    val_pairs = build_pairs(opts.dataset, opts.root, "valid", recipe.seed, opts.val_names)
-    if not val_pairs:
+    if not opts.validate:  # every pair trains (roadmap adapt scores a hold-out of its own, outside the run)
+        train_pairs, val_pairs = folder_pairs_or_mass(opts.root), []
+    else:
+        train_pairs = build_pairs(opts.dataset, opts.root, "train", recipe.seed, opts.val_names)
+        val_pairs = build_pairs(opts.dataset, opts.root, "valid", recipe.seed, opts.val_names)
+    if not val_pairs and opts.validate:
         raise InputError("the validation split is empty")
     overlap_names = {p.stem for p in train_pairs} & {p.stem for p in val_pairs}
     if overlap_names:
@@ -366,7 +370,7 @@ def run_train(opts: TrainOptions, reporter: Reporter = SILENT) -> Path:
             if recipe.ckpt_every and state.step % int(recipe.ckpt_every) == 0 and state.step < total:
                 save_last()
         if state.step >= (state.epoch + 1) * steps_per_epoch or state.step >= total:
-            if place.rank == 0:
+            if place.rank == 0 and opts.validate:
                 validate()  # after a resume at the epoch's end too: the step loop may not have run
             state.epoch += 1
             save_last()
@@ -377,6 +381,11 @@ def run_train(opts: TrainOptions, reporter: Reporter = SILENT) -> Path:
         dist.destroy_process_group()
     if place.rank == 0:
         _write_summary(out, recipe, state, time.time() - t0, place.device, train_pairs, val_pairs)
+    if not opts.validate:
+        final = out / "final.pt"
+        if place.rank == 0:
+            save_checkpoint(final, model, {"step": state.step, "recipe": recipe.to_dict()})
+        return final
     return out / "best.pt"
 
 

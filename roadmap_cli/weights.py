@@ -230,7 +230,12 @@ def model_domain(model: str | Path | None, weights: str | Path | None) -> str:
         return "trained on " + bundled[bundled["default"]].get("domain", "the bundled data")
     if weights is None and model is not None and Path(model).suffix not in (".pt", ".pth", ".ckpt"):
         return "untrained (random weights)"
-    return f"weights from {Path(weights or model).name}"
+    path = Path(weights or model)
+    try:  # a checkpoint that says where its weights come from (roadmap adapt writes one) is named by it
+        domain = torch.load(path, map_location="cpu", weights_only=True, mmap=True).get("domain")
+    except Exception:  # noqa: BLE001 - the summary falls back to the file name; loading reports real errors
+        domain = None
+    return f"{path.name}: {domain}" if isinstance(domain, str) and domain else f"weights from {path.name}"
 
 
 def load_model(model: str | Path | None = None, weights: str | Path | None = None,
@@ -256,8 +261,8 @@ def load_model(model: str | Path | None = None, weights: str | Path | None = Non
         if not random_weights:
             raise CheckpointError(f"--model {model} is a variant without trained weights: pass --weights CHECKPOINT "
                                   f"(a roadmap checkpoint of that variant), train one (roadmap train --model {model} "
-                                  "--sam2-checkpoint ...), or fine-tune the bundled model on your own imagery "
-                                  "(roadmap datasets from-vectors, then roadmap train --init); --random-weights runs "
+                                  "--sam2-checkpoint ...), or adapt the bundled model to your own imagery "
+                                  "and road vectors (roadmap adapt SCENE.tif ROADS.gpkg -o model.pt); --random-weights runs "
                                   "untrained weights, for benchmarks only")
         net = build_checked(cfg, model)
     return net.to(device).eval()

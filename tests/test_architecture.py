@@ -27,7 +27,8 @@ ALLOWED = {
                 "weights"},
     "score": {"errors", "io", "metrics"},
     "train": {"data", "errors", "infer", "io", "metrics", "nn", "progress", "settings", "weights"},
-    "cli": {"__init__", "data", "errors", "extract", "progress", "score", "settings", "train", "weights"},
+    "adapt": {"data", "errors", "extract", "io", "metrics", "nn", "progress", "score", "tiling", "train", "weights"},
+    "cli": {"__init__", "adapt", "data", "errors", "extract", "progress", "score", "settings", "train", "weights"},
     "__main__": {"cli"},
     "__init__": set(),
 }

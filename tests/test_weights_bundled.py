@@ -33,7 +33,7 @@ def test_readme_first_command_gives_a_non_empty_graph_on_the_example(cli, tmp_pa
     # an honest console: the model and what it knows, and doubt where the result is implausible (it is: see the card)
     text = " ".join(stdout.split())
     assert "roadmap-compact, trained on aerial RGB at 1 m, Massachusetts" in text
-    assert "note: road probabilities never approach the threshold" in text and "from-vectors" in text
+    assert "note: road probabilities never approach the threshold" in text and "roadmap adapt" in text
     import geopandas as gpd
     edges = gpd.read_file(out, layer="edges")
     assert len(edges) > 0 and (edges["length_m"] > 0).all()

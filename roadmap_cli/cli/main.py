@@ -10,7 +10,7 @@ import typer
 
 from .. import __version__
 from ..errors import UserError
-from . import datasets, extract, info, models, score, train
+from . import adapt, datasets, extract, info, models, score, train
 from .state import STATE
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False, rich_markup_mode=None,
@@ -38,6 +38,7 @@ app.command()(info.info)
 app.command()(extract.extract)
 app.command()(score.score)
 app.command()(train.train)
+app.command()(adapt.adapt)
 
 
 def _version(value: bool):
@@ -69,7 +70,7 @@ def _main(
 def _interrupted(argv) -> int:
     """Ctrl-C: one line, and how to continue a run that keeps its work."""
     words = list(sys.argv[1:] if argv is None else argv)
-    if ("extract" in words or "train" in words) and "--dry-run" not in words:
+    if ("extract" in words or "train" in words or "adapt" in words) and "--dry-run" not in words:
         again = "" if "--resume" in words else " with --resume"
         print(f"roadmap: interrupted; run the same command{again} to continue where it stopped", file=sys.stderr)
     else:
