@@ -188,7 +188,7 @@ def _start_model(opts: AdaptOptions, work: Path):
     if opts.model is not None:
         model = build_model(load_variant(opts.model))
         load_sam2_encoder(model, opts.sam2_checkpoint)
-        return model, f"{opts.model} with SAM2 encoder {Path(opts.sam2_checkpoint).name}", work / "start.pt"
+        return model, f"{model.cfg.name} with SAM2 encoder {Path(opts.sam2_checkpoint).name}", work / "start.pt"
     path = Path(opts.init) if opts.init else default_model_path()
     model, _ = model_from_checkpoint(path)
     name = Path(opts.init).name if opts.init else f"bundled {model.cfg.name}"

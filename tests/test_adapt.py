@@ -198,3 +198,29 @@ def test_many_scenes_adapt_as_one_mosaic(tmp_path, tiny_ckpt):
         assert hs.crs.is_projected
     assert json.loads((tmp_path / "two.json").read_text())["scenes"] == [str(tmp_path / "w.tif"),
                                                                          str(tmp_path / "e.tif")]
+
+
+def test_adapt_from_a_variant_with_its_sam2_checkpoint(tmp_path, tiny_cfg):
+    """--model VARIANT --sam2-checkpoint: the encoder starts from the SAM2 weights (the "before" is that model), and
+    the adapted checkpoint is of that variant."""
+    import yaml
+
+    from roadmap_cli.adapt import AdaptOptions, run_adapt
+    from roadmap_cli.nn import build_model
+    from roadmap_cli.weights import model_from_checkpoint
+
+    variant = tmp_path / "tiny.yaml"
+    variant.write_text(yaml.safe_dump(tiny_cfg.to_dict()))
+    torch.manual_seed(1)
+    enc = build_model(tiny_cfg).encoder.state_dict()
+    sam2 = {f"image_encoder.{k}": torch.randn_like(v) * 0.02 for k, v in enc.items()}
+    torch.save({"model": sam2}, tmp_path / "sam2_tiny.pt")
+    r = run_adapt(AdaptOptions(scene=[SCENE], roads=ROADS, output=tmp_path / "v.pt", model=str(variant),
+                               sam2_checkpoint=tmp_path / "sam2_tiny.pt", steps=2, crop=64, batch_size=2,
+                               holdout="east:0.5"))
+    assert r.start == "tiny-test with SAM2 encoder sam2_tiny.pt" and r.before is not None and r.after is not None
+    start, _ = model_from_checkpoint(r.work / "start.pt")
+    assert torch.equal(start.encoder.trunk.pos_embed, sam2["image_encoder.trunk.pos_embed"])
+    adapted, _ = model_from_checkpoint(r.output)
+    assert adapted.cfg.name == "tiny-test"
+    assert not torch.equal(adapted.encoder.trunk.pos_embed, sam2["image_encoder.trunk.pos_embed"])  # trained
