@@ -34,11 +34,11 @@ import numpy as np
 import rasterio
 from shapely import clip_by_rect
 
-from .data.from_vectors import RoadLabels, road_lines, write_pair
+from .data.from_vectors import RoadLabels, labelled_window, road_lines, write_pair
 from .errors import InputError
 from .io.atomic import atomic_open, atomic_path, check_output_path
 from .io.images import read_label
-from .io.raster import StretchStats, gdal_env, is_georeferenced, open_raster, parse_bands, read_window, working_grid
+from .io.raster import StretchStats, gdal_env, is_georeferenced, open_raster, parse_bands, working_grid
 from .metrics.pixel import PixelCounts
 from .progress import SILENT, Reporter
 from .tiling import tile_ranges
@@ -206,14 +206,15 @@ def _area(labels: RoadLabels, grid, roads: Path, scene_names: str, pad: float) -
     return r0, r1, c0, c1
 
 
-def _write_holdout(ds, grid, bands, stretch, labels: RoadLabels, lines, win, folder: Path) -> dict:
-    """The hold-out as ``scene.tif`` (8-bit RGB on the working grid, nodata masked), ``label.png`` (buffered centre
-    lines) and ``roads.gpkg`` (the centre lines cut to it, in the grid's CRS)."""
+def _write_holdout(ds, grid, bands, stretch, labels: RoadLabels, win, folder: Path) -> dict:
+    """The hold-out as ``scene.tif`` (8-bit RGB on the working grid, nodata masked), the pair
+    ``images/holdout.png`` + ``labels/holdout.png`` (buffered centre lines) and ``roads.gpkg`` (the centre lines cut
+    to it, in the grid's CRS)."""
     import geopandas as gpd
 
     r0, r1, c0, c1 = win
     folder.mkdir(parents=True, exist_ok=True)
-    img, valid = read_window(ds, grid, bands, stretch, r0, r1, c0, c1)
+    img, lab, valid = labelled_window(ds, grid, bands, stretch, labels, r0, r1, c0, c1)
     transform = grid.transform * rasterio.Affine.translation(c0, r0)
     profile = dict(driver="GTiff", width=c1 - c0, height=r1 - r0, count=3, dtype="uint8", crs=grid.crs,
                    transform=transform, compress="deflate", tiled=True, blockxsize=256, blockysize=256)
@@ -221,12 +222,10 @@ def _write_holdout(ds, grid, bands, stretch, labels: RoadLabels, lines, win, fol
         with rasterio.Env(GDAL_TIFF_INTERNAL_MASK=True), rasterio.open(tmp, "w", **profile) as dst:
             dst.write(np.round(img).astype(np.uint8).transpose(2, 0, 1))
             dst.write_mask(np.where(valid, 255, 0).astype(np.uint8))
-    lab = labels.label(r0, r1, c0, c1)
-    lab[~valid] = 0
     write_pair(folder, "holdout", img, lab)
     left, top = transform * (0, 0)
     right, bottom = transform * (c1 - c0, r1 - r0)
-    cut = clip_by_rect(np.array(lines.to_crs(grid.crs).geometry, dtype=object), min(left, right),
+    cut = clip_by_rect(np.array(labels.lines.geometry, dtype=object), min(left, right),
                        min(top, bottom), max(left, right), max(top, bottom))
     gdf = gpd.GeoDataFrame(geometry=[g for g in cut if not g.is_empty], crs=grid.crs).explode(index_parts=False)
     gdf = gdf[gdf.geom_type.isin(["LineString", "MultiLineString"])]
@@ -242,11 +241,9 @@ def _write_train_pairs(ds, grid, bands, stretch, labels: RoadLabels, win, folder
     shutil.rmtree(folder, ignore_errors=True)
     for i, (a, b) in enumerate(tile_ranges(r1 - r0, PAIR_TILE)):
         for j, (c, d) in enumerate(tile_ranges(c1 - c0, PAIR_TILE)):
-            img, valid = read_window(ds, grid, bands, stretch, r0 + a, r0 + b, c0 + c, c0 + d)
+            img, lab, valid = labelled_window(ds, grid, bands, stretch, labels, r0 + a, r0 + b, c0 + c, c0 + d)
             if not valid.any():
                 continue
-            lab = labels.label(r0 + a, r0 + b, c0 + c, c0 + d)
-            lab[~valid] = 0
             write_pair(folder, f"train_r{i}_c{j}", img, lab)
             n += 1
     return n
@@ -261,9 +258,7 @@ def score_holdout(model_arg, folder: Path, out: Path, device: str, reporter: Rep
 
     out.mkdir(parents=True, exist_ok=True)
     gpkg, mask = out / "roads.gpkg", out / "mask.tif"
-    for p in (gpkg, mask):
-        p.unlink(missing_ok=True)
-    shutil.rmtree(gpkg.with_name(gpkg.name + ".roadmap-work"), ignore_errors=True)
+    # overwrite: a run killed while scoring left outputs or extract's work folder; extract replaces both
     res = run_extract(ExtractOptions(scene=folder / "scene.tif", output=gpkg, model=str(model_arg), mask_out=mask,
                                      device=device, overwrite=True), reporter)
     with rasterio.open(mask) as m:
@@ -325,7 +320,7 @@ def run_adapt(opts: AdaptOptions, reporter: Reporter = SILENT) -> AdaptResult:
                 stretch = StretchStats(ds, bands)
                 t = time.time()
                 n_pairs = _write_train_pairs(ds, grid, bands, stretch, labels, train_win, work / "pairs")
-                hold_info = (_write_holdout(ds, grid, bands, stretch, labels, lines, hold_win, work / "holdout")
+                hold_info = (_write_holdout(ds, grid, bands, stretch, labels, hold_win, work / "holdout")
                              if hold_win else {})
                 times["pairs_s"] = round(time.time() - t, 1)
                 with atomic_open(run_file) as f:  # last: a run killed before this starts again from nothing

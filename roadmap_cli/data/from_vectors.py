@@ -33,8 +33,9 @@ class RoadLabels:
     def __init__(self, lines, grid, road_width_m: float):
         inv = ~grid.transform
         self.gsd = grid.gsd
+        self.lines = lines.to_crs(grid.crs)  # the centre lines in the grid's CRS
         self.centre = [affinity.affine_transform(g, [inv.a, inv.b, inv.d, inv.e, inv.xoff, inv.yoff])
-                       for g in lines.to_crs(grid.crs).geometry]
+                       for g in self.lines.geometry]
         half = road_width_m / 2 / grid.gsd  # in working pixels
         self.shapes = [g.buffer(half) for g in self.centre]
         self.tree = STRtree(self.shapes)  # per window, only the roads that reach it are moved and burnt in
@@ -58,6 +59,15 @@ class RoadLabels:
         b = np.array([g.bounds for g in self.centre if not g.is_empty])
         return (float(b[:, 0].min()), float(b[:, 1].min()), float(b[:, 2].max()), float(b[:, 3].max())) if len(b) \
             else None
+
+
+def labelled_window(ds, grid, bands, stretch, labels: RoadLabels, r0: int, r1: int, c0: int, c1: int):
+    """(image, label, valid) of working-grid window [r0, r1) x [c0, c1): the pixels extract would feed the model and
+    the road label, 0 where the scene has no data."""
+    img, valid = read_window(ds, grid, bands, stretch, r0, r1, c0, c1)
+    lab = labels.label(r0, r1, c0, c1)
+    lab[~valid] = 0
+    return img, lab, valid
 
 
 def write_pair(out: Path, stem: str, img: np.ndarray, lab: np.ndarray) -> Pair:
@@ -100,9 +110,7 @@ def pairs_from_vectors(scene: Path, roads: Path, out: Path, name: str | None = N
                     raise InputError(f"{out / sub / (stem + '.png')} exists (use --overwrite)")
         pairs = []
         for stem, r0, r1, c0, c1 in jobs:
-            img, valid = read_window(ds, grid, b, stretch, r0, r1, c0, c1)
-            lab = labels.label(r0, r1, c0, c1)
-            lab[~valid] = 0
+            img, lab, _ = labelled_window(ds, grid, b, stretch, labels, r0, r1, c0, c1)
             if not lab.any():
                 continue  # a tile without roads teaches nothing about them; skip it
             pairs.append(write_pair(out, stem, img, lab))
