@@ -10,6 +10,8 @@
 | ``WORLD_SIZE``, ``RANK``, ``LOCAL_RANK`` | set by ``torchrun`` for distributed training           |
 | ``RAY_ADDRESS``       | the Ray cluster ``--engine ray`` joins (read by Ray itself, and by ``engines``) |
 | ``ROADMAP_RAY_TMP``   | where a local Ray instance started for a run keeps its files (default /tmp) |
+| ``ROADMAP_DEFORM``    | deformable sampling: ``auto`` (default: fused where it runs), ``fused``, ``reference`` |
+| ``ROADMAP_CC``        | C compiler that builds the fused CPU kernel once (default ``cc``)         |
 | ``ROADMAP_FAULT_KILL_WORKER_ONCE`` | tests only: the first Ray worker to take a batch creates this file and dies |
 
 This module imports nothing from the package.
@@ -42,6 +44,19 @@ def checkpoint_mirror() -> str:
 def massachusetts_mirror() -> str:
     """Base URL of a Massachusetts Roads copy ('' when unset)."""
     return os.environ.get("ROADMAP_MASS_MIRROR", "").rstrip("/")
+
+
+DEFORM_CHOICES = ("auto", "fused", "reference")
+
+
+def deform_impl() -> str:
+    """``ROADMAP_DEFORM``: which deformable sampling the network uses (``auto`` when unset)."""
+    return os.environ.get("ROADMAP_DEFORM", "auto").strip().lower() or "auto"
+
+
+def c_compiler() -> str:
+    """``ROADMAP_CC``: the C compiler that builds the fused CPU kernel (``cc`` when unset)."""
+    return os.environ.get("ROADMAP_CC", "cc")
 
 
 def gdal_cachemax() -> str:

@@ -25,6 +25,23 @@ def resolve_device(spec: str = "auto") -> torch.device:
     raise InputError(f"--device must be auto, cpu, cuda or cuda:N, got {spec!r}")
 
 
+def cpu_bf16_support() -> str | None:
+    """The CPU's native bfloat16 instructions (``"amx_bf16"`` or ``"avx512_bf16"``), or None (Linux /proc/cpuinfo;
+    elsewhere None)."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("flags"):
+                    flags = set(line.split(":", 1)[1].split())
+                    for name in ("amx_bf16", "avx512_bf16"):
+                        if name in flags:
+                            return name
+                    return None
+    except OSError:
+        pass
+    return None
+
+
 def resolve_precision(precision: str, device: torch.device) -> torch.dtype | None:
     """The autocast dtype (None = fp32).  auto: bf16 on CUDA when supported else fp16; fp32 on CPU."""
     p = (precision or "auto").lower()

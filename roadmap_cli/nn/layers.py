@@ -59,9 +59,9 @@ class DCNv3(nn.Module):
         values = self.input_proj(x)
         guide = self.dw_conv(x.permute(0, 3, 1, 2))
         offset = self.offset(guide)
-        mask = self.mask(guide).reshape(b, h, w, self.groups, -1).softmax(-1).reshape(b, h, w, -1)
-        out = dcnv3_sample(values, offset, mask.to(values.dtype), self.kernel, self.groups, self.dilation,
-                           self.offset_scale)
+        logits = self.mask(guide)  # softmax over each group's K*K points inside the operator
+        out = dcnv3_sample(values, offset, logits, self.kernel, self.groups, self.dilation, self.offset_scale,
+                           mask_logits=True)
         return self.output_proj(out)
 
 
@@ -112,7 +112,7 @@ class DSCN(nn.Module):
         if self.input_proj is not None:
             values = self.input_proj(values)
         offset = self.offset(self.dw_conv(guide))
-        return strip_sample(values, offset.to(values.dtype), self.kernel, self.groups, self.axis, self.dilation,
+        return strip_sample(values, offset, self.kernel, self.groups, self.axis, self.dilation,
                             self.offset_scale)
 
 

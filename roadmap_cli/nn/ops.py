@@ -15,11 +15,20 @@ sampling degenerates to the linear interpolation of the strip op, and ``padding_
 
 Memory: the taps are accumulated one at a time, so the extra memory in inference is about two copies of the input
 (one sampled tap plus the accumulator) instead of ``K*K`` copies.
+
+:func:`dcnv3_sample` and :func:`strip_sample` run the fused path of ``fused`` where one runs (the compiled CPU
+kernel, torchvision's CUDA kernel; ``fused.choose``) and these pure-PyTorch operators, kept as
+:func:`dcnv3_sample_reference` and :func:`strip_sample_reference`, elsewhere.  The fused path samples at absolute
+positions = a shape-only base grid (cached per shape) + the learned offsets.
 """
 from __future__ import annotations
 
+from functools import lru_cache
+
 import torch
 import torch.nn.functional as F
+
+from . import fused
 
 
 def _norm_coord(u: torch.Tensor, size: int) -> torch.Tensor:
@@ -39,7 +48,110 @@ def _from_groups(y: torch.Tensor, b: int, groups: int) -> torch.Tensor:
     return y.reshape(b, groups, cg, h, w).permute(0, 3, 4, 1, 2).reshape(b, h, w, groups * cg)
 
 
+@lru_cache(maxsize=128)
+def _dcnv3_base(h: int, w: int, kernel: int, dilation: int, scale: float, device: torch.device,
+                dtype: torch.dtype) -> torch.Tensor:
+    """(H, W, 1, K*K, 2): pixel (j, i) + (k*dilation - pad) * scale for each point, DCNv3 point order."""
+    pad = dilation * (kernel - 1) // 2
+    tap = (torch.arange(kernel, device=device, dtype=torch.float64) * dilation - pad) * scale
+    tx = tap.repeat_interleave(kernel)  # kernel-width index outer
+    ty = tap.repeat(kernel)  # kernel-height index inner
+    xs = torch.arange(w, device=device, dtype=torch.float64).view(1, w, 1)
+    ys = torch.arange(h, device=device, dtype=torch.float64).view(h, 1, 1)
+    bx = (xs + tx).expand(h, w, kernel * kernel)
+    by = (ys + ty).expand(h, w, kernel * kernel)
+    return torch.stack((bx, by), -1).unsqueeze(2).to(dtype)
+
+
+@lru_cache(maxsize=128)
+def _strip_base(h: int, w: int, kernel: int, dilation: int, scale: float, axis: str, device: torch.device,
+                dtype: torch.dtype) -> torch.Tensor:
+    """(H, W, 1, k, 2): pixel (j, i) moved by i*dilation*scale - pad along ``axis`` for each tap."""
+    pad = dilation * (kernel - 1) // 2
+    tap = torch.arange(kernel, device=device, dtype=torch.float64) * dilation * scale - pad
+    xs = torch.arange(w, device=device, dtype=torch.float64).view(1, w, 1).expand(h, w, kernel)
+    ys = torch.arange(h, device=device, dtype=torch.float64).view(h, 1, 1).expand(h, w, kernel)
+    if axis == "x":
+        xs = xs + tap
+    else:
+        ys = ys + tap
+    return torch.stack((xs, ys), -1).unsqueeze(2).to(dtype)
+
+
+@lru_cache(maxsize=16)
+def _dcnv3_tv_order(kernel: int) -> tuple[int, ...]:
+    """DCNv3 point p = x_index * K + y_index -> torchvision's row-major (row = y, col = x) order."""
+    return tuple(xi * kernel + yi for yi in range(kernel) for xi in range(kernel))
+
+
+def _needs_grad(*tensors: torch.Tensor | None) -> bool:
+    return torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in tensors)
+
+
 def dcnv3_sample(
+    x: torch.Tensor,
+    offset: torch.Tensor,
+    mask: torch.Tensor,
+    kernel: int,
+    groups: int,
+    dilation: int = 1,
+    offset_scale: float = 1.0,
+    *,
+    mask_logits: bool = False,
+) -> torch.Tensor:
+    """DCNv3 core (see :func:`dcnv3_sample_reference` for the arguments), on the fused path where one runs.
+
+    With ``mask_logits=True``, ``mask`` holds the logits and the softmax over each group's K*K points is part of
+    the operator (computed in float32; in CPU inference inside the kernel, so the mask is never materialised).
+    """
+    path = fused.choose(x.device, x.dtype)
+    b, h, w, _ = x.shape
+    pts = kernel * kernel
+    if path == "reference":
+        if mask_logits:
+            mask = mask.reshape(b, h, w, groups, pts).float().softmax(-1).reshape(b, h, w, -1).to(x.dtype)
+        return dcnv3_sample_reference(x, offset, mask, kernel, groups, dilation, offset_scale)
+    base = _dcnv3_base(h, w, kernel, dilation, float(offset_scale), x.device, torch.float32)
+    off = offset.reshape(b, h, w, groups, pts, 2)
+    msk = mask.reshape(b, h, w, groups, pts)
+    if path == "cpu-kernel" and mask_logits and not _needs_grad(x, offset, mask):
+        return fused.infer(x, off, base, offset_scale, "dcnv3", msk)
+    if mask_logits:
+        msk = msk.float().softmax(-1)
+    pos = base + off.float() * offset_scale if offset_scale != 1.0 else base + off.float()
+    return fused.sample(x, pos, msk, path, (kernel, kernel), _dcnv3_tv_order(kernel))
+
+
+def strip_sample(
+    x: torch.Tensor,
+    offset: torch.Tensor,
+    kernel: int,
+    groups: int,
+    axis: str,
+    dilation: int = 1,
+    offset_scale: float = 1.0,
+) -> torch.Tensor:
+    """DSCN strip sampling (see :func:`strip_sample_reference` for the arguments), on the fused path where one
+    runs."""
+    if axis not in ("x", "y"):
+        raise ValueError(f"axis must be 'x' or 'y', got {axis!r}")
+    path = fused.choose(x.device, x.dtype)
+    if path == "reference":
+        return strip_sample_reference(x, offset.to(x.dtype), kernel, groups, axis, dilation, offset_scale)
+    b, h, w, _ = x.shape
+    base = _strip_base(h, w, kernel, dilation, float(offset_scale), axis, x.device, torch.float32)
+    off = offset.reshape(b, h, w, groups, kernel)
+    if path == "cpu-kernel" and not _needs_grad(x, offset):
+        return fused.infer(x, off, base, offset_scale, axis, None)
+    off = off.float()
+    if offset_scale != 1.0:
+        off = off * offset_scale
+    zero = torch.zeros((), device=x.device, dtype=off.dtype).expand_as(off)
+    pos = base + (torch.stack((off, zero), -1) if axis == "x" else torch.stack((zero, off), -1))
+    return fused.sample(x, pos, None, path, (1, kernel) if axis == "x" else (kernel, 1))
+
+
+def dcnv3_sample_reference(
     x: torch.Tensor,
     offset: torch.Tensor,
     mask: torch.Tensor,
@@ -80,7 +192,7 @@ def dcnv3_sample(
     return _from_groups(out, b, groups)
 
 
-def strip_sample(
+def strip_sample_reference(
     x: torch.Tensor,
     offset: torch.Tensor,
     kernel: int,

@@ -1,0 +1,208 @@
+/* Fused deformable sampling on the CPU, channels-last (roadmap_cli/nn/fused.py builds and calls this).
+ *
+ * One operator serves DCNv3 and the strip-deformable conv: for every output pixel o = (b, i, j) and channel
+ * group g, sum over P points p of  mask[o, g, p] * bilinear(x[b, :, :, g*Cg:(g+1)*Cg], pos[o, g, p])
+ * where pos = (u, v) is in pixel-index coordinates (u along W, v along H), a corner outside the image counts as
+ * zero (grid_sample's padding_mode="zeros", align_corners=False, in pixel units) and mask may be absent (1).
+ *
+ * deform_forward / deform_backward take the positions and the mask ready made (float32).  The inference entry
+ * points deform_infer_f32 / deform_infer_bf16 build them on the fly instead, from a shape-only base grid (float32)
+ * plus the learned offsets times a scale, and the mask from its logits by a softmax over the P points, so neither
+ * is ever written to memory; the _bf16 one reads and writes bfloat16 (x, offsets, logits, out; float32 sums).
+ *
+ * Layouts (all float32, C-contiguous):  x, out, grad_out, grad_x: (B, H, W, C);  pos, grad_pos: (B, H, W, G, P, 2);
+ * mask, grad_mask: (B, H, W, G, P).  The caller splits the work into ranges and runs them on several threads:
+ * forward over output rows r = b*H + i (each writes only its own rows), backward over tasks t = b*G + g (each
+ * writes only its own channel slice of grad_x and its own entries of grad_pos / grad_mask), so no two threads
+ * write the same memory and the result does not depend on the number of threads.
+ */
+#include <math.h>
+#include <stdint.h>
+#include <string.h>
+
+/* Corners of the bilinear footprint: index (into the (H, W) plane) and weight, -1 where outside. */
+static inline int footprint(float u, float v, int64_t H, int64_t W, int64_t idx[4], float wt[4], float *ax,
+                            float *ay) {
+    /* u == -1 samples nothing (weight 0 on the one in-image corner) but, as in grid_sample, has a gradient */
+    if (!(u >= -1.0f && u < (float)W && v >= -1.0f && v < (float)H)) return 0; /* also false for NaN */
+    float fu = floorf(u), fv = floorf(v);
+    int64_t x0 = (int64_t)fu, y0 = (int64_t)fv;
+    float a = u - fu, c = v - fv;
+    *ax = a;
+    *ay = c;
+    wt[0] = (1.0f - a) * (1.0f - c);
+    wt[1] = a * (1.0f - c);
+    wt[2] = (1.0f - a) * c;
+    wt[3] = a * c;
+    int vx0 = x0 >= 0, vx1 = x0 + 1 < W, vy0 = y0 >= 0, vy1 = y0 + 1 < H;
+    idx[0] = (vx0 && vy0) ? y0 * W + x0 : -1;
+    idx[1] = (vx1 && vy0) ? y0 * W + x0 + 1 : -1;
+    idx[2] = (vx0 && vy1) ? (y0 + 1) * W + x0 : -1;
+    idx[3] = (vx1 && vy1) ? (y0 + 1) * W + x0 + 1 : -1;
+    return 1;
+}
+
+void deform_forward(const float *x, const float *pos, const float *mask, float *out, int64_t H, int64_t W,
+                    int64_t C, int64_t G, int64_t P, int64_t row0, int64_t row1) {
+    const int64_t Cg = C / G;
+    for (int64_t r = row0; r < row1; r++) {
+        const int64_t b = r / H;
+        const float *xb = x + b * H * W * C;
+        for (int64_t j = 0; j < W; j++) {
+            const int64_t o = r * W + j;
+            float *op = out + o * C;
+            memset(op, 0, (size_t)C * sizeof(float));
+            for (int64_t g = 0; g < G; g++) {
+                float *og = op + g * Cg;
+                const float *xg = xb + g * Cg;
+                for (int64_t p = 0; p < P; p++) {
+                    const int64_t q = (o * G + g) * P + p;
+                    int64_t idx[4];
+                    float wt[4], ax, ay;
+                    if (!footprint(pos[2 * q], pos[2 * q + 1], H, W, idx, wt, &ax, &ay)) continue;
+                    const float m = mask ? mask[q] : 1.0f;
+                    for (int k = 0; k < 4; k++) {
+                        const float w = wt[k] * m;
+                        if (idx[k] < 0 || w == 0.0f) continue;
+                        const float *src = xg + idx[k] * C;
+#pragma omp simd
+                        for (int64_t c = 0; c < Cg; c++) og[c] += w * src[c];
+                    }
+                }
+            }
+        }
+    }
+}
+
+void deform_backward(const float *x, const float *pos, const float *mask, const float *grad_out, float *grad_x,
+                     float *grad_pos, float *grad_mask, int64_t B, int64_t H, int64_t W, int64_t C, int64_t G,
+                     int64_t P, int64_t task0, int64_t task1) {
+    (void)B;
+    const int64_t Cg = C / G;
+    const int need_dots = grad_pos != 0 || grad_mask != 0;
+    for (int64_t t = task0; t < task1; t++) {
+        const int64_t b = t / G, g = t % G;
+        const float *xg = x + b * H * W * C + g * Cg;
+        float *gxg = grad_x ? grad_x + b * H * W * C + g * Cg : 0;
+        for (int64_t i = 0; i < H; i++) {
+            for (int64_t j = 0; j < W; j++) {
+                const int64_t o = (b * H + i) * W + j;
+                const float *go = grad_out + o * C + g * Cg;
+                for (int64_t p = 0; p < P; p++) {
+                    const int64_t q = (o * G + g) * P + p;
+                    int64_t idx[4];
+                    float wt[4], ax, ay;
+                    if (!footprint(pos[2 * q], pos[2 * q + 1], H, W, idx, wt, &ax, &ay)) continue;
+                    const float m = mask ? mask[q] : 1.0f;
+                    float s[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+                    for (int k = 0; k < 4; k++) {
+                        if (idx[k] < 0) continue;
+                        if (need_dots) {
+                            const float *src = xg + idx[k] * C;
+                            float acc = 0.0f;
+#pragma omp simd reduction(+ : acc)
+                            for (int64_t c = 0; c < Cg; c++) acc += go[c] * src[c];
+                            s[k] = acc;
+                        }
+                        const float w = wt[k] * m;
+                        if (gxg && w != 0.0f) {
+                            float *dst = gxg + idx[k] * C;
+#pragma omp simd
+                            for (int64_t c = 0; c < Cg; c++) dst[c] += w * go[c];
+                        }
+                    }
+                    if (grad_mask) grad_mask[q] = wt[0] * s[0] + wt[1] * s[1] + wt[2] * s[2] + wt[3] * s[3];
+                    if (grad_pos) {
+                        grad_pos[2 * q] = m * ((1.0f - ay) * (s[1] - s[0]) + ay * (s[3] - s[2]));
+                        grad_pos[2 * q + 1] = m * ((1.0f - ax) * (s[2] - s[0]) + ax * (s[3] - s[1]));
+                    }
+                }
+            }
+        }
+    }
+}
+
+/* ---- inference: positions and softmax mask built on the fly, float32 or bfloat16 storage ---- */
+
+static inline float bf16_to_f32(uint16_t v) {
+    uint32_t u = (uint32_t)v << 16;
+    float f;
+    memcpy(&f, &u, sizeof f);
+    return f;
+}
+
+static inline uint16_t f32_to_bf16(float f) {
+    uint32_t u;
+    memcpy(&u, &f, sizeof u);
+    if ((u & 0x7fffffffu) > 0x7f800000u) return (uint16_t)((u >> 16) | 0x40u); /* NaN stays NaN */
+    u += 0x7fffu + ((u >> 16) & 1u);                                           /* round to nearest even */
+    return (uint16_t)(u >> 16);
+}
+
+#define LOAD_F32(v) (v)
+#define STORE_F32(v) (v)
+
+/* mode 0: DCNv3, offsets (B, H, W, G, P, 2) as (dx, dy);  mode 1 / 2: strip along x / y, offsets (B, H, W, G, P)
+ * added to u / v.  base: (H, W, P, 2) float32 pixel positions for zero offsets.  pos = base + scale * offset.
+ * logits: (B, H, W, G, P) or NULL (weights 1).  acc: caller's scratch of C floats per thread (here on the stack). */
+#define DEFINE_INFER(NAME, T, LOAD, STORE)                                                                        \
+    void NAME(const T *x, const T *off, const float *base, float scale, int64_t mode, const T *logits, T *out,     \
+              int64_t H, int64_t W, int64_t C, int64_t G, int64_t P, int64_t row0, int64_t row1) {                 \
+        const int64_t Cg = C / G;                                                                                  \
+        const int64_t per_pt = mode == 0 ? 2 : 1;                                                                  \
+        float acc[C];                                                                                              \
+        float mw[P];                                                                                               \
+        for (int64_t r = row0; r < row1; r++) {                                                                    \
+            const int64_t b = r / H, i = r % H;                                                                    \
+            const T *xb = x + b * H * W * C;                                                                       \
+            for (int64_t j = 0; j < W; j++) {                                                                      \
+                const int64_t o = r * W + j;                                                                       \
+                const float *bp = base + (i * W + j) * P * 2;                                                      \
+                memset(acc, 0, (size_t)C * sizeof(float));                                                         \
+                for (int64_t g = 0; g < G; g++) {                                                                  \
+                    float *ag = acc + g * Cg;                                                                      \
+                    const T *xg = xb + g * Cg;                                                                     \
+                    const T *op = off + (o * G + g) * P * per_pt;                                                  \
+                    if (logits) {                                                                                  \
+                        const T *lp = logits + (o * G + g) * P;                                                    \
+                        float mx = -INFINITY, sum = 0.0f;                                                          \
+                        for (int64_t p = 0; p < P; p++) {                                                          \
+                            mw[p] = LOAD(lp[p]);                                                                   \
+                            if (mw[p] > mx) mx = mw[p];                                                            \
+                        }                                                                                          \
+                        for (int64_t p = 0; p < P; p++) {                                                          \
+                            mw[p] = expf(mw[p] - mx);                                                              \
+                            sum += mw[p];                                                                          \
+                        }                                                                                          \
+                        for (int64_t p = 0; p < P; p++) mw[p] /= sum;                                              \
+                    }                                                                                              \
+                    for (int64_t p = 0; p < P; p++) {                                                              \
+                        float u = bp[2 * p], v = bp[2 * p + 1];                                                    \
+                        if (mode == 0) {                                                                           \
+                            u += scale * LOAD(op[2 * p]);                                                          \
+                            v += scale * LOAD(op[2 * p + 1]);                                                      \
+                        } else if (mode == 1) {                                                                    \
+                            u += scale * LOAD(op[p]);                                                              \
+                        } else {                                                                                   \
+                            v += scale * LOAD(op[p]);                                                              \
+                        }                                                                                          \
+                        int64_t idx[4];                                                                            \
+                        float wt[4], ax, ay;                                                                       \
+                        if (!footprint(u, v, H, W, idx, wt, &ax, &ay)) continue;                                   \
+                        const float m = logits ? mw[p] : 1.0f;                                                     \
+                        for (int k = 0; k < 4; k++) {                                                              \
+                            const float w = wt[k] * m;                                                             \
+                            if (idx[k] < 0 || w == 0.0f) continue;                                                 \
+                            const T *src = xg + idx[k] * C;                                                        \
+                            _Pragma("omp simd") for (int64_t c = 0; c < Cg; c++) ag[c] += w * LOAD(src[c]);        \
+                        }                                                                                          \
+                    }                                                                                              \
+                }                                                                                                  \
+                T *dst = out + o * C;                                                                              \
+                _Pragma("omp simd") for (int64_t c = 0; c < C; c++) dst[c] = STORE(acc[c]);                        \
+            }                                                                                                      \
+        }                                                                                                          \
+    }
+
+DEFINE_INFER(deform_infer_f32, float, LOAD_F32, STORE_F32)
+DEFINE_INFER(deform_infer_bf16, uint16_t, bf16_to_f32, f32_to_bf16)

@@ -1,0 +1,233 @@
+"""The fused deformable sampling paths against the pure-PyTorch reference (values and gradients), for every layer
+that uses them, and how the path is chosen.
+
+* ``cpu-kernel``: the compiled C kernel (``fused.sample`` with autograd for training, ``fused.infer`` with the
+  positions and the softmax built inside for inference, float32 and bfloat16);
+* ``torchvision``: the mapping onto ``torchvision.ops.deform_conv2d`` that CUDA runs; its CPU kernel computes the
+  same thing, so the mapping (point order, offsets from its own grid, mask layout) is checked here on the CPU.
+"""
+import pytest
+import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from roadmap_cli.nn import fused, ops
+from roadmap_cli.nn.layers import DSCN, DCNv3
+
+pytestmark = pytest.mark.skipif(fused.load_kernel() is None,
+                                reason=f"fused CPU kernel unavailable here: {fused.status()}")
+
+
+class use_path:
+    """Force the path ``fused.choose`` returns (``reference``, ``cpu-kernel``, ``torchvision``)."""
+
+    def __init__(self, path):
+        self.path = path
+
+    def __enter__(self):
+        self.orig = fused.choose
+        fused.choose = lambda device, dtype=torch.float32: self.path if dtype != torch.float64 else "reference"
+
+    def __exit__(self, *exc):
+        fused.choose = self.orig
+
+
+def _inputs(seed, b, h, w, g, cg, k, spread):
+    gen = torch.Generator().manual_seed(seed)
+    c = g * cg
+    x = torch.randn(b, h, w, c, generator=gen)
+    off = torch.randn(b, h, w, g * k * k * 2, generator=gen) * spread
+    logits = torch.randn(b, h, w, g * k * k, generator=gen) * 2
+    strip = torch.randn(b, h, w, g * k, generator=gen) * spread
+    weights = torch.randn(b, h, w, c, generator=gen)
+    return x, off, logits, strip, weights
+
+
+def _run_all(path, x, off, logits, strip, weights, k, g, d, scale, grad=True):
+    """Outputs of DCNv3 (mask from logits), strip x and strip y, and the gradients of a weighted sum."""
+    with use_path(path):
+        leaves = [t.clone().requires_grad_(grad) for t in (x, off, logits, strip)]
+        xx, oo, ll, ss = leaves
+        ys = [ops.dcnv3_sample(xx, oo, ll, k, g, d, scale, mask_logits=True),
+              ops.strip_sample(xx, ss, k, g, "x", d, scale),
+              ops.strip_sample(xx, ss, k, g, "y", d, scale)]
+        if not grad:
+            return ys, []
+        loss = sum((y * weights * (i + 1)).sum() for i, y in enumerate(ys))
+        return ys, list(torch.autograd.grad(loss, leaves))
+
+
+shapes = st.tuples(
+    st.integers(1, 2),  # batch
+    st.integers(1, 11),  # height
+    st.integers(1, 11),  # width
+    st.integers(1, 3),  # groups
+    st.integers(1, 9),  # channels per group
+    st.sampled_from([1, 3, 5, 7]),  # kernel
+    st.integers(1, 3),  # dilation
+    st.sampled_from([1.0, 0.5, 1.7]),  # offset scale
+    st.sampled_from([0.0, 0.8, 4.0, 30.0]),  # offset spread, px (30: most points leave the image)
+    st.integers(0, 2**16),
+)
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(shapes)
+def test_fused_paths_equal_reference_values_and_gradients(case):
+    b, h, w, g, cg, k, d, scale, spread, seed = case
+    x, off, logits, strip, weights = _inputs(seed, b, h, w, g, cg, k, spread)
+    ref_y, ref_g = _run_all("reference", x, off, logits, strip, weights, k, g, d, scale)
+    for path in ("cpu-kernel", "torchvision"):
+        ys, gs = _run_all(path, x, off, logits, strip, weights, k, g, d, scale)
+        for name, a, r in zip(("dcnv3", "strip x", "strip y"), ys, ref_y):
+            torch.testing.assert_close(a, r, rtol=1e-5, atol=2e-5, msg=lambda m: f"{path} {name}: {m}")
+        for name, a, r in zip(("x", "offset", "mask logits", "strip offset"), gs, ref_g):
+            if spread == 0 and "offset" in name:
+                # zero offsets put points exactly on pixel centres, where bilinear sampling has a kink: the
+                # derivative there is one-sided and which side grid_sample takes depends on the rounding of its
+                # normalised coordinates, so only the continuous gradients are compared in that case
+                continue
+            torch.testing.assert_close(a, r, rtol=1e-4, atol=1e-4, msg=lambda m: f"{path} grad {name}: {m}")
+        with torch.no_grad():  # inference: the positions and the softmax are built inside the kernel
+            ys, _ = _run_all(path, x, off, logits, strip, weights, k, g, d, scale, grad=False)
+        for name, a, r in zip(("dcnv3", "strip x", "strip y"), ys, ref_y):
+            torch.testing.assert_close(a, r.detach(), rtol=1e-5, atol=2e-5, msg=lambda m: f"{path} {name}: {m}")
+
+
+@settings(max_examples=80, deadline=None)
+@given(shapes)
+def test_bf16_kernel_matches_reference_on_the_same_bf16_inputs(case):
+    b, h, w, g, cg, k, d, scale, spread, seed = case
+    x, off, logits, strip, weights = (t.bfloat16() for t in _inputs(seed, b, h, w, g, cg, k, spread))
+    ref, _ = _run_all("reference", x.float(), off.float(), logits.float(), strip.float(), weights, k, g, d, scale,
+                      grad=False)
+    with torch.no_grad():
+        got, _ = _run_all("cpu-kernel", x, off, logits, strip, weights, k, g, d, scale, grad=False)
+    for a, r in zip(got, ref):
+        assert a.dtype == torch.bfloat16
+        # float32 sums, one rounding to bfloat16 at the end: within 1/128 of the output's magnitude
+        torch.testing.assert_close(a.float(), r, rtol=2 ** -7, atol=2 ** -7 * max(1.0, r.abs().max().item()))
+
+
+def test_float64_takes_the_reference():
+    assert fused.choose(torch.device("cpu"), torch.float64) == "reference"
+    assert fused.choose(torch.device("cpu"), torch.float32) == "cpu-kernel"
+
+
+@pytest.mark.parametrize("layer", ["dcnv3", "dscn-x", "dscn-y"])
+def test_layers_fused_equal_reference_outputs_and_parameter_gradients(layer):
+    torch.manual_seed(3)
+    if layer == "dcnv3":
+        mod = DCNv3(32, kernel=3, dilation=2, groups=4)
+    else:
+        mod = DSCN(32, kernel=7, groups=4, axis=layer[-1])
+    for p in mod.parameters():  # the offsets/mask start at zero: give them weights so the sampling is deformed
+        torch.nn.init.normal_(p, std=0.3)
+    x = torch.randn(2, 19, 23, 32)
+    guide = torch.randn(2, 32, 19, 23)
+
+    def run(path):
+        mod.zero_grad()
+        with use_path(path):
+            y = mod(x) if layer == "dcnv3" else mod(x, guide)
+        (y * torch.linspace(-1, 1, y.numel()).view_as(y)).sum().backward()
+        return y.detach(), {n: p.grad.clone() for n, p in mod.named_parameters()}
+
+    ref_y, ref_g = run("reference")
+    for path in ("cpu-kernel", "torchvision"):
+        y, g = run(path)
+        torch.testing.assert_close(y, ref_y, rtol=1e-5, atol=1e-4)
+        for n in ref_g:
+            torch.testing.assert_close(g[n], ref_g[n], rtol=1e-4, atol=1e-3, msg=lambda m: f"{path} {n}: {m}")
+
+
+def test_model_forward_fused_equals_reference(tiny_cfg):
+    from roadmap_cli.nn import build_model
+    torch.manual_seed(0)
+    model = build_model(tiny_cfg).eval()
+    for p in model.parameters():  # deformed sampling everywhere (offset / mask layers start at zero)
+        if p.abs().sum() == 0:
+            torch.nn.init.normal_(p, std=0.05)
+    x = torch.randn(2, 3, 128, 128)
+    with torch.no_grad():
+        with use_path("reference"):
+            ref = model(x)
+        got = model(x)
+    torch.testing.assert_close(got, ref, rtol=1e-4, atol=1e-4)
+
+
+def test_result_does_not_depend_on_thread_count():
+    x, off, logits, strip, weights = _inputs(5, 2, 17, 13, 4, 8, 3, 3.0)
+    before = torch.get_num_threads()
+    outs = []
+    try:
+        for n in (1, 2, 3):
+            torch.set_num_threads(n)
+            ys, gs = _run_all("cpu-kernel", x, off, logits, strip, weights, 3, 4, 1, 1.0)
+            with torch.no_grad():
+                yi, _ = _run_all("cpu-kernel", x, off, logits, strip, weights, 3, 4, 1, 1.0, grad=False)
+            outs.append(ys + gs + yi)
+    finally:
+        torch.set_num_threads(before)
+    for other in outs[1:]:
+        for a, b in zip(outs[0], other):
+            assert torch.equal(a, b)
+
+
+def test_choice_follows_roadmap_deform(monkeypatch):
+    cpu = torch.device("cpu")
+    monkeypatch.setenv("ROADMAP_DEFORM", "reference")
+    assert fused.choose(cpu) == "reference"
+    assert "ROADMAP_DEFORM=reference" in fused.status()
+    monkeypatch.setenv("ROADMAP_DEFORM", "fused")
+    assert fused.choose(cpu) == "cpu-kernel"
+    monkeypatch.setenv("ROADMAP_DEFORM", "fastest")
+    with pytest.raises(ValueError, match="ROADMAP_DEFORM must be one of auto, fused, reference"):
+        fused.choose(cpu)
+    assert fused.status().startswith("error: ROADMAP_DEFORM must be")
+
+
+def test_without_a_compiler_auto_falls_back_and_fused_refuses(monkeypatch, tmp_path):
+    monkeypatch.setenv("ROADMAP_HOME", str(tmp_path))  # no kernel built there yet
+    monkeypatch.setenv("ROADMAP_CC", str(tmp_path / "no-such-cc"))
+    cpu = torch.device("cpu")
+    assert fused.choose(cpu) == "reference"
+    assert "cannot run the C compiler" in fused.status()
+    x, off, logits, strip, _ = _inputs(1, 1, 6, 7, 2, 3, 3, 2.0)
+    with use_path("reference"):
+        ref = ops.dcnv3_sample(x, off, logits, 3, 2, mask_logits=True)
+    torch.testing.assert_close(ops.dcnv3_sample(x, off, logits, 3, 2, mask_logits=True), ref, rtol=0, atol=0)
+    monkeypatch.setenv("ROADMAP_DEFORM", "fused")
+    with pytest.raises(RuntimeError, match="ROADMAP_DEFORM=fused but no fused path on cpu: cannot run the C"):
+        fused.choose(cpu)
+    assert not list((tmp_path / "kernels").glob("*.part"))  # no half-built file left
+
+
+def test_kernel_is_built_once_per_machine_and_reused(monkeypatch, tmp_path):
+    monkeypatch.setenv("ROADMAP_HOME", str(tmp_path))
+    path = fused.kernel_path()
+    assert not path.exists()
+    assert fused.load_kernel() is not None
+    assert path.exists() and path.parent == tmp_path / "kernels"
+    stamp = path.stat().st_mtime_ns
+    assert fused.load_kernel() is not None and path.stat().st_mtime_ns == stamp
+    assert str(path) in fused.status()
+
+
+def test_a_forked_child_runs_the_kernel(tmp_path):
+    """A process forked after the thread pool exists (a DataLoader worker) gets its own pool, not a dead one."""
+    import multiprocessing as mp
+    x, off, logits, strip, weights = _inputs(2, 2, 9, 9, 2, 4, 3, 2.0)
+    with torch.no_grad():
+        want = ops.dcnv3_sample(x, off, logits, 3, 2, mask_logits=True)
+    ctx = mp.get_context("fork")
+    with ctx.Pool(1) as pool:
+        got = pool.apply_async(_child_sample, ((x, off, logits),)).get(timeout=60)
+    assert torch.equal(got, want)
+
+
+def _child_sample(args):
+    x, off, logits = args
+    torch.set_num_threads(2)  # so the kernel runs on the (inherited) thread pool
+    with torch.no_grad():
+        return ops.dcnv3_sample(x, off, logits, 3, 2, mask_logits=True)
