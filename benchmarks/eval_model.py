@@ -7,6 +7,7 @@
    3.5 m (the 7 m road width of the Massachusetts labels), rasterized on the same 1 m grid.
 
     python benchmarks/eval_model.py --model roadmap_cli/models/roadmap-compact.pt --val 5,12 --out eval_out
+    python benchmarks/eval_model.py --precision bf16 --skip-chip --out eval_bf16   # bf16 autocast, val tiles only
 """
 import argparse
 import json
@@ -32,10 +33,12 @@ def roadmap(*args):
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--model", default=str(ROOT / "models" / "roadmap-compact.pt"))
+    ap.add_argument("--model", default=str(ROOT / "roadmap_cli" / "models" / "roadmap-compact.pt"))
     ap.add_argument("--data", default=str(ROOT.parent / "shared" / "data" / "massachusetts-roads-cskanani"))
     ap.add_argument("--val", default="5,12")
     ap.add_argument("--out", default="eval_out")
+    ap.add_argument("--precision", default="fp32", help="extract's --precision (fp32, bf16, auto)")
+    ap.add_argument("--skip-chip", action="store_true", help="validation tiles only")
     a = ap.parse_args()
     out = Path(a.out)
     shutil.rmtree(out, ignore_errors=True)
@@ -49,14 +52,19 @@ def main():
                            dtype="uint8") as ds:
             ds.write(img.transpose(2, 0, 1))
         roadmap("extract", tif, "-o", out / "img" / f"{name}.gpkg", "--model", a.model, "--allow-pixel-coords",
-                "--mask-out", out / "pred" / f"{name}.tif")
+                "--mask-out", out / "pred" / f"{name}.tif", "--precision", a.precision)
         shutil.copy(Path(a.data) / "labels" / f"{name}.jpg", out / "gt" / f"{name}.jpg")
     roadmap("score", out / "pred", out / "gt", "--gsd", "1", "--json", out / "val.json")
     val = json.loads((out / "val.json").read_text())["aggregate"]
+    if a.skip_chip:
+        res = {"precision": a.precision, "val": {k: round(v, 4) for k, v in val.items() if isinstance(v, float)}}
+        print(json.dumps(res, indent=1))
+        (out / "summary.json").write_text(json.dumps(res, indent=1))
+        return
 
     ex = ROOT / "examples"
     roadmap("extract", ex / "vegas_img0.tif", "-o", out / "vegas.gpkg", "--model", a.model,
-            "--mask-out", out / "vegas_mask.tif", "--preview", out / "vegas_preview.png")
+            "--mask-out", out / "vegas_mask.tif", "--preview", out / "vegas_preview.png", "--precision", a.precision)
     roadmap("score", out / "vegas.gpkg", ex / "vegas_img0_roads_gt.geojson", "--json", out / "vegas_apls.json")
     chip = json.loads((out / "vegas_apls.json").read_text())["aggregate"]
     import geopandas as gpd
@@ -71,7 +79,7 @@ def main():
     c = PixelCounts()
     c.add(pred, gtm)
     px = c.summary()
-    res = {"val": {k: round(v, 4) for k, v in val.items() if isinstance(v, float)},
+    res = {"precision": a.precision, "val": {k: round(v, 4) for k, v in val.items() if isinstance(v, float)},
            "example_chip": {"apls": round(chip["apls"], 4), "f1_buffered_3.5m": round(px["f1"], 4),
                             "precision": round(px["precision"], 4), "recall": round(px["recall"], 4)}}
     print(json.dumps(res, indent=1))

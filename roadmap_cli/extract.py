@@ -182,6 +182,22 @@ class _Session:
         return "fp32" if self.dtype is None else str(self.dtype).replace("torch.", "")
 
 
+def compute_info(cuda: bool) -> list[tuple[str, str]]:
+    """``roadmap info`` rows: the CPU's bfloat16 support, what ``--precision auto`` picks on the CPU and which
+    deformable sampling runs on each device."""
+    import torch
+
+    from .infer.device import cpu_bf16_support
+    from .nn import fused
+    native = cpu_bf16_support()
+    rows = [("cpu bf16", f"native ({native})" if native else "emulated (no AVX512-BF16 / AMX): slower than fp32"),
+            ("cpu --precision auto", "fp32" if resolve_precision("auto", torch.device("cpu")) is None else "bf16"),
+            ("deformable sampling (cpu)", fused.status("cpu"))]
+    if cuda:
+        rows.append(("deformable sampling (cuda)", fused.status("cuda")))
+    return rows
+
+
 def _validate(opts: ExtractOptions) -> None:
     output_format(opts.output)
     check_output_path(opts.output, opts.overwrite)

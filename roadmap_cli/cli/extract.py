@@ -44,7 +44,7 @@ def extract(
                                                "of the tile, 128 at 512)."),
     batch_size: int = typer.Option(2, "--batch-size", min=1, help="Tiles per model call."),
     device: str = options.DEVICE,
-    precision: str = typer.Option("auto", "--precision", help="auto, fp32, bf16 or fp16 (fp16 CUDA only)."),
+    precision: str = typer.Option("auto", "--precision", help="auto (bf16 on CUDA and on CPUs with native bf16, else fp32), fp32, bf16 or fp16 (CUDA only)."),
     tta: bool = typer.Option(False, "--tta", help="Flip test-time augmentation (4x slower)."),
     gsd: Optional[float] = options.MODEL_GSD,
     scene_gsd: Optional[float] = options.SCENE_GSD,

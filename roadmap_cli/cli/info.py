@@ -29,7 +29,8 @@ def info():
         for i in range(torch.cuda.device_count()):
             rows.append((f"cuda:{i}", torch.cuda.get_device_name(i)))
         rows.append(("cuda bf16", str(torch.cuda.is_bf16_supported())))
-    rows.append(("cpu bf16 autocast", "True"))
+    from ..extract import compute_info
+    rows.extend(compute_info(cuda))
     rows.append(("default device", "cuda" if cuda else "cpu"))
     rows.append(("torch threads", str(torch.get_num_threads())))
     rows.append(("cpu cores", str(os.cpu_count())))

@@ -43,14 +43,16 @@ def cpu_bf16_support() -> str | None:
 
 
 def resolve_precision(precision: str, device: torch.device) -> torch.dtype | None:
-    """The autocast dtype (None = fp32).  auto: bf16 on CUDA when supported else fp16; fp32 on CPU."""
+    """The autocast dtype (None = fp32).  auto: bf16 on CUDA when supported else fp16; on the CPU bf16 where it has
+    native bfloat16 instructions (AVX512-BF16 or AMX, :func:`cpu_bf16_support`), else fp32 (emulated bf16 is
+    slower than fp32).  bf16 on the CPU was checked against fp32 on the validation tiles (BENCHMARKS.md)."""
     p = (precision or "auto").lower()
     if p == "fp32":
         return None
     if p == "auto":
         if device.type == "cuda":
             return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-        return None
+        return torch.bfloat16 if cpu_bf16_support() else None
     if p == "bf16":
         return torch.bfloat16
     if p == "fp16":
