@@ -6,10 +6,22 @@ import contextlib
 import torch
 
 from ..errors import InputError
+from ..nn import fused
 
 
 def resolve_device(spec: str = "auto") -> torch.device:
-    """``auto`` (CUDA when available), ``cpu``, ``cuda`` or ``cuda:N`` -> a torch device."""
+    """``auto`` (CUDA when available), ``cpu``, ``cuda`` or ``cuda:N`` -> a torch device, whose deformable
+    sampling path is checked too (``ROADMAP_DEFORM``: a bad value, or ``fused`` where none runs, is a clear error
+    before any work)."""
+    dev = _device(spec)
+    try:
+        fused.choose(dev)
+    except (ValueError, RuntimeError) as e:
+        raise InputError(str(e)) from None
+    return dev
+
+
+def _device(spec: str) -> torch.device:
     spec = (spec or "auto").lower()
     if spec == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")

@@ -231,3 +231,24 @@ def _child_sample(args):
     torch.set_num_threads(2)  # so the kernel runs on the (inherited) thread pool
     with torch.no_grad():
         return ops.dcnv3_sample(x, off, logits, 3, 2, mask_logits=True)
+
+
+@pytest.mark.parametrize("env, message", [
+    ({"ROADMAP_DEFORM": "fastest"}, "ROADMAP_DEFORM must be one of auto, fused, reference, got 'fastest'"),
+    ({"ROADMAP_DEFORM": "fused", "ROADMAP_CC": "/no/such/cc"},
+     "ROADMAP_DEFORM=fused but no fused path on cpu: cannot run the C compiler '/no/such/cc'"),
+])
+def test_extract_refuses_a_bad_sampling_setting_in_one_line(cli, tmp_path, tiny_ckpt, monkeypatch, env, message):
+    import numpy as np
+    import rasterio
+    from rasterio.transform import from_origin
+    scene = tmp_path / "s.tif"
+    with rasterio.open(scene, "w", driver="GTiff", width=64, height=64, count=3, dtype="uint8", crs="EPSG:32611",
+                       transform=from_origin(500000, 4000000, 1, 1)) as ds:
+        ds.write(np.full((3, 64, 64), 90, np.uint8))
+    monkeypatch.setenv("ROADMAP_HOME", str(tmp_path / "home"))
+    for k, v in env.items():
+        monkeypatch.setenv(k, v)
+    code, _, err = cli("extract", scene, "-o", tmp_path / "r.gpkg", "--model", tiny_ckpt, "--device", "cpu")
+    assert code == 2 and err.count("\n") == 1 and message in err, err
+    assert {p.name for p in tmp_path.iterdir()} <= {"home", "s.tif"}  # no output, no work folder
