@@ -14,11 +14,15 @@ bundled model at its 512 px tile, each overlap is run through ``predict_array`` 
 * ``diff_vs_half_tile``: mean |p - p_ref| against the half-tile overlap (every pixel predicted from deep inside a
   tile), and the fraction of pixels whose road / no-road class differs from it;
 * pixel F1 and APLS (mask graphs, 1 m) against the labels;
-* ``model tiles per km2`` x the measured seconds per tile = seconds per km2.
+* model tiles per km2 of a large scene, 1e6 / (tile - overlap)^2 at 1 m (the 1500 px validation tiles need the
+  same 3 x 3 tiles at every overlap from 32 to 128, so their own count says nothing), x the measured seconds per
+  tile = seconds per km2.
 
 Then seconds per tile at 512 px for each batch size.  The rule for the default, fixed before running: the least
-seconds per km2 among the overlaps whose pooled F1 and mean APLS are within 0.005 of the half-tile reference and
-whose seam step ratio is at most 1.1.
+seconds per km2 among the overlaps whose pooled F1 and mean APLS are at most 0.005 below the half-tile reference and
+whose seam step ratio is at most 1.1.  (A first run, 2026-11-28, used this tile count per image and a two-sided
+0.005; both were artefacts - the count is flat at this size and a higher score is no reason to reject - so they
+were changed after it; the choice, 64, is the same under both.)
 """
 from __future__ import annotations
 
@@ -96,11 +100,12 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--val", default="5,12")
     ap.add_argument("--overlaps", default="0,32,64,96,128,192")
-    ap.add_argument("--batches", default="1,2,4")
+    ap.add_argument("--batches", default="1,2,4,8")
     ap.add_argument("--precision", default="auto")
     ap.add_argument("--json", default=None)
     a = ap.parse_args()
-    model, cfg = load_model("roadmap-compact")
+    model = load_model("roadmap-compact")
+    cfg = model.cfg
     device = torch.device("cpu")
     predictor = Predictor(model.eval(), device, resolve_precision(a.precision, device))
     tile, thr = cfg.tile, 0.5
@@ -112,7 +117,7 @@ def main():
            "batches": []}
 
     # seconds per tile, per batch size (the same 512 px crops of the first image)
-    crops = np.stack([images[0][r:r + tile, c:c + tile] for r in (0, 400, 800) for c in (0, 400, 800)][:8])
+    crops = np.stack([images[0][r:r + tile, c:c + tile] for r in (0, 400, 800) for c in (0, 400, 800)][:8])  # 8 tiles
     for bs in [int(b) for b in a.batches.split(",")]:
         predictor(crops[:bs])  # warm-up
         best = float("inf")
@@ -129,31 +134,30 @@ def main():
     ref_counts = PixelCounts()
     for r, lab in zip(refs, labels):
         ref_counts.add(r >= thr, lab)
-    ref_apls = float(np.mean([apls_from_masks(lab, r >= thr)["apls"] for r, lab in zip(refs, labels)]))
+    ref_apls = float(np.mean([apls_from_masks(lab, r >= thr) for r, lab in zip(refs, labels)]))
     ref_f1 = ref_counts.summary()["f1"]
     for ov in [int(o) for o in a.overlaps.split(",")]:
-        counts, apls_v, seam, disagree, diff, flips, tiles_km2 = PixelCounts(), [], [], [], [], [], []
+        counts, apls_v, seam, disagree, diff, flips = PixelCounts(), [], [], [], [], []
+        tiles_km2 = 1e6 / (tile - ov) ** 2  # a large scene at 1 m
         for im, lab, ref in zip(images, labels, refs):
             layout = TileLayout.plan(im.shape[0], im.shape[1], tile, ov)
             p = predict_array(predictor, im, tile, ov, batch_size=2)
             counts.add(p >= thr, lab)
-            apls_v.append(apls_from_masks(lab, p >= thr)["apls"])
+            apls_v.append(apls_from_masks(lab, p >= thr))
             seam.append(seam_step_ratio(p, layout))
             d = tile_disagreement(raw_tiles(predictor, im, layout), layout) if ov else None
             if d is not None:
                 disagree.append(d)
             diff.append(float(np.abs(p - ref).mean()))
             flips.append(float(((p >= thr) != (ref >= thr)).mean()))
-            tiles_km2.append(layout.count / (im.shape[0] * im.shape[1] / 1e6))  # 1 m pixels
-        row = {"overlap": ov, "pixel_cost": round(float(np.mean(tiles_km2)) * tile * tile / 1e6, 3),
-               "tiles_per_km2": round(float(np.mean(tiles_km2)), 2),
-               "s_per_km2": round(float(np.mean(tiles_km2)) * s_tile, 2),
+        row = {"overlap": ov, "pixel_cost": round(tiles_km2 * tile * tile / 1e6, 3),
+               "tiles_per_km2": round(tiles_km2, 2), "s_per_km2": round(tiles_km2 * s_tile, 2),
                "f1": round(counts.summary()["f1"], 4), "apls": round(float(np.mean(apls_v)), 4),
                "seam_step_ratio": round(float(np.mean(seam)), 3),
                "tile_disagreement": round(float(np.mean(disagree)), 4) if disagree else None,
                "diff_vs_half_tile": round(float(np.mean(diff)), 5), "class_flips_vs_half_tile": round(
                    float(np.mean(flips)), 5)}
-        row["within_rule"] = bool(abs(row["f1"] - ref_f1) <= 0.005 and abs(row["apls"] - ref_apls) <= 0.005
+        row["within_rule"] = bool(row["f1"] >= ref_f1 - 0.005 and row["apls"] >= ref_apls - 0.005
                                   and row["seam_step_ratio"] <= 1.1)
         out["overlaps"].append(row)
         print(json.dumps(row), flush=True)

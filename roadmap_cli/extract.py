@@ -69,7 +69,7 @@ class ExtractOptions:
     weights: Path | None = None
     bands: str | None = None
     tile: int | None = None
-    overlap: int | None = None  # default: tile // 4
+    overlap: int | None = None  # default: tile // 8 (BENCHMARKS.md, "Tile overlap")
     batch_size: int = 2
     device: str = "auto"
     precision: str = "auto"
@@ -310,7 +310,7 @@ def _session(opts: ExtractOptions):
         tile = opts.tile or cfg.tile
         if opts.overlap is not None and opts.overlap * 2 > tile:
             raise InputError(f"--overlap {opts.overlap} is more than half of the {tile} px tile")
-        layout = TileLayout.plan(grid.height, grid.width, tile, tile // 4 if opts.overlap is None else opts.overlap)
+        layout = TileLayout.plan(grid.height, grid.width, tile, tile // 8 if opts.overlap is None else opts.overlap)
         threshold = opts.threshold if opts.threshold is not None else cfg.threshold
         log.info("scene %s: %d x %d px, %d band(s), CRS %s, %.3f x %.3f m/px; working grid %d x %d at %.2f m/px; "
                  "%d tiles of %d x %d; model %s on %s", opts.scene, scene.width, scene.height, scene.count, scene.crs,

@@ -40,8 +40,8 @@ def extract(
     tile: Optional[int] = typer.Option(None, "--tile", help="Tile side in working pixels, a multiple of 32 "
                                                              "(default: the model's, 512 for the bundled model)."),
     overlap: Optional[int] = typer.Option(None, "--overlap",
-                                          help="Overlap of neighbouring tiles in working pixels (default: a quarter "
-                                               "of the tile, 128 at 512)."),
+                                          help="Overlap of neighbouring tiles in working pixels (default: an eighth "
+                                               "of the tile, 64 at 512)."),
     batch_size: int = typer.Option(2, "--batch-size", min=1, help="Tiles per model call."),
     device: str = options.DEVICE,
     precision: str = typer.Option("auto", "--precision", help="auto (bf16 on CUDA and on CPUs with native bf16, else fp32), fp32, bf16 or fp16 (CUDA only)."),

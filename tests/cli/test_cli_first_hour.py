@@ -42,7 +42,7 @@ def test_every_option_has_help_with_no_value_markers():
     from typer.testing import CliRunner
     out = CliRunner().invoke(app, ["extract", "--help"], prog_name="roadmap", terminal_width=120).output
     assert "<bool>" not in out and "{scene}" not in out and "Usage: roadmap extract [OPTIONS] SCENE" in out, out
-    assert "128 at 512" in " ".join(out.split())  # --overlap describes the bundled model's tile, not 1024
+    assert "64 at 512" in " ".join(out.split())  # --overlap describes the bundled model's tile, not 1024
 
 
 @pytest.mark.parametrize("flag, value", [("--gsd", "nan"), ("--gsd", "inf"), ("--model-gsd", "-2"),
