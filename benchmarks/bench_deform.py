@@ -5,7 +5,8 @@ against two candidate "fused" forms, on the layer shapes of roadmap-compact at 5
 
 * ``torchvision``: ``torchvision.ops.deform_conv2d`` with a depthwise all-ones weight (groups = channels), the
   DCNv3 offsets as offset groups and the softmax mask as its modulation mask - the DCNv3 core exactly;
-* ``batched``: all K*K taps in one ``grid_sample`` call, then the mask-weighted sum.
+* ``batched``: all K*K taps in one ``grid_sample`` call, then the mask-weighted sum;
+* ``c_kernel``: roadmap's fused CPU kernel (``nn/deform_kernel.c``) as inference calls it.
 
 Prints the largest difference from the reference (fp32) and the time of each, one JSON line per shape.  Used to
 decide whether a fused path is worth selecting automatically (it is only if it is faster).
@@ -18,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from torchvision.ops import deform_conv2d
 
-from roadmap_cli.nn.ops import dcnv3_sample
+from roadmap_cli.nn.ops import dcnv3_sample, dcnv3_sample_reference
 
 
 def dcnv3_torchvision(x, offset, mask, kernel, groups, dilation=1):
@@ -69,14 +70,20 @@ def main():
     torch.set_num_threads(a.threads)
     torch.manual_seed(0)
     # (batch, channels, side, kernel, groups): MDCP at stride 32, decoder blocks at strides 16 / 8 / 4 of 512 px
-    for b, c, side, k, g in [(2, 256, 16, 3, 16), (2, 256, 32, 3, 16), (2, 64, 64, 3, 4), (2, 32, 128, 3, 2)]:
+    # and decoder block 1 of anchor-sam-t at a 1024 px tile
+    for b, c, side, k, g in [(2, 256, 16, 3, 16), (2, 256, 32, 3, 16), (2, 64, 64, 3, 4), (2, 32, 128, 3, 2),
+                             (1, 384, 256, 3, 24)]:
         x = torch.randn(b, side, side, c)
         off = torch.randn(b, side, side, g * k * k * 2) * 2
         m = torch.softmax(torch.randn(b, side, side, g, k * k), -1).reshape(b, side, side, g * k * k)
-        ref = dcnv3_sample(x, off, m, k, g)
+        ref = dcnv3_sample_reference(x, off, m, k, g)
         row = {"shape": [b, c, side, side], "kernel": k, "groups": g,
-               "reference_ms": round(1e3 * timed(lambda: dcnv3_sample(x, off, m, k, g), a.repeat), 1)}
-        for name, fn in (("torchvision", dcnv3_torchvision), ("batched", dcnv3_batched)):
+               "reference_ms": round(1e3 * timed(lambda: dcnv3_sample_reference(x, off, m, k, g), a.repeat), 1)}
+        def kernel(x, off, m, k, g):  # the fused C kernel as inference runs it (mask from logits inside it)
+            with torch.no_grad():
+                return dcnv3_sample(x, off, m.log(), k, g, mask_logits=True)
+
+        for name, fn in (("torchvision", dcnv3_torchvision), ("batched", dcnv3_batched), ("c_kernel", kernel)):
             row[f"{name}_max_diff"] = float(f"{(fn(x, off, m, k, g) - ref).abs().max().item():.1e}")
             row[f"{name}_ms"] = round(1e3 * timed(lambda: fn(x, off, m, k, g), a.repeat), 1)
         print(json.dumps(row), flush=True)

@@ -26,6 +26,7 @@ import subprocess
 import tempfile
 import threading
 from concurrent.futures import ThreadPoolExecutor
+from functools import lru_cache
 from pathlib import Path
 
 import torch
@@ -43,6 +44,7 @@ _pool: ThreadPoolExecutor | None = None
 _pool_size: tuple = (0, 0)
 
 
+@lru_cache(maxsize=1)
 def _cpu_signature() -> str:
     """Machine and instruction-set flags: a kernel built with -march=native runs only where these match."""
     flags = ""
@@ -57,14 +59,18 @@ def _cpu_signature() -> str:
     return f"{platform.system()}-{platform.machine()}-{flags}"
 
 
-def kernel_path() -> Path:
-    """Where the compiled kernel for this source, compiler, flags and CPU lives (built there on first use)."""
+@lru_cache(maxsize=8)
+def _kernel_key(compiler: str) -> str:
     key = hashlib.sha256()
-    for part in (SOURCE.read_bytes(), settings.c_compiler().encode(), " ".join(CFLAGS).encode(),
-                 _cpu_signature().encode()):
+    for part in (SOURCE.read_bytes(), compiler.encode(), " ".join(CFLAGS).encode(), _cpu_signature().encode()):
         key.update(part)
         key.update(b"\0")
-    return settings.home() / "kernels" / f"deform-{key.hexdigest()[:16]}.so"
+    return key.hexdigest()[:16]
+
+
+def kernel_path() -> Path:
+    """Where the compiled kernel for this source, compiler, flags and CPU lives (built there on first use)."""
+    return settings.home() / "kernels" / f"deform-{_kernel_key(settings.c_compiler())}.so"
 
 
 def _build(path: Path) -> None:
