@@ -122,6 +122,7 @@ def load_kernel() -> ctypes.CDLL | None:
         return lib
 
 
+@lru_cache(maxsize=1)
 def _torchvision_ok() -> bool:
     try:
         from torchvision.ops import deform_conv2d  # noqa: F401
