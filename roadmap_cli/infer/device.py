@@ -38,20 +38,10 @@ def _device(spec: str) -> torch.device:
 
 
 def cpu_bf16_support() -> str | None:
-    """The CPU's native bfloat16 instructions (``"amx_bf16"`` or ``"avx512_bf16"``), or None (Linux /proc/cpuinfo;
-    elsewhere None)."""
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("flags"):
-                    flags = set(line.split(":", 1)[1].split())
-                    for name in ("amx_bf16", "avx512_bf16"):
-                        if name in flags:
-                            return name
-                    return None
-    except OSError:
-        pass
-    return None
+    """The CPU's native bfloat16 instructions (``"amx_bf16"`` or ``"avx512_bf16"``), or None (read from
+    /proc/cpuinfo's flags, once per process, by ``fused.cpu_flags``; None where there is no such file)."""
+    flags = set(fused.cpu_flags().partition(":")[2].split())
+    return next((name for name in ("amx_bf16", "avx512_bf16") if name in flags), None)
 
 
 def resolve_precision(precision: str, device: torch.device) -> torch.dtype | None:

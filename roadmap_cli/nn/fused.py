@@ -45,18 +45,22 @@ _pool_size: tuple = (0, 0)
 
 
 @lru_cache(maxsize=1)
-def _cpu_signature() -> str:
-    """Machine and instruction-set flags: a kernel built with -march=native runs only where these match."""
-    flags = ""
+def cpu_flags() -> str:
+    """The CPU's instruction-set flags line of /proc/cpuinfo (``flags`` on x86, ``Features`` on ARM; '' where
+    there is none), read once per process."""
     try:
         with open("/proc/cpuinfo") as f:
             for line in f:
                 if line.startswith(("flags", "Features")):
-                    flags = line
-                    break
+                    return line
     except OSError:
         pass
-    return f"{platform.system()}-{platform.machine()}-{flags}"
+    return ""
+
+
+def _cpu_signature() -> str:
+    """Machine and instruction-set flags: a kernel built with -march=native runs only where these match."""
+    return f"{platform.system()}-{platform.machine()}-{cpu_flags()}"
 
 
 @lru_cache(maxsize=8)
@@ -188,6 +192,11 @@ def _run(fn, total: int, args: tuple) -> None:
         f.result()
 
 
+def needs_grad(*tensors: torch.Tensor | None) -> bool:
+    """True when autograd will want gradients of any of ``tensors`` (None entries are skipped)."""
+    return torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in tensors)
+
+
 def _ptr(t: torch.Tensor | None) -> int | None:
     return None if t is None else t.data_ptr()
 
@@ -217,8 +226,8 @@ class _CpuSample(torch.autograd.Function):
         gmask = torch.zeros_like(mask) if (need_mask and mask is not None) else None
         b, h, w, c = x.shape
         g, p = pos.shape[3], pos.shape[4]
-        _run(load_kernel().deform_backward, b * g, (_ptr(x), _ptr(pos), _ptr(mask), _ptr(grad_out), _ptr(gx), _ptr(gpos),
-                                            _ptr(gmask), b, h, w, c, g, p))
+        _run(load_kernel().deform_backward, b * g,
+             (_ptr(x), _ptr(pos), _ptr(mask), _ptr(grad_out), _ptr(gx), _ptr(gpos), _ptr(gmask), b, h, w, c, g, p))
         return gx, gpos, gmask
 
 
@@ -269,21 +278,16 @@ def _tv_sample(x: torch.Tensor, pos: torch.Tensor, mask: torch.Tensor | None, kh
     return y.permute(0, 2, 3, 1)
 
 
-_tv_bases: dict = {}
-
-
+@lru_cache(maxsize=128)
 def _tv_base(h: int, w: int, kh: int, kw: int, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
-    key = (h, w, kh, kw, str(device), dtype)
-    base = _tv_bases.get(key)
-    if base is None:
-        a = torch.arange(kh, device=device, dtype=dtype).view(kh, 1).expand(kh, kw) - (kh - 1) // 2
-        cc = torch.arange(kw, device=device, dtype=dtype).view(1, kw).expand(kh, kw) - (kw - 1) // 2
-        i = torch.arange(h, device=device, dtype=dtype).view(h, 1, 1, 1)
-        j = torch.arange(w, device=device, dtype=dtype).view(1, w, 1, 1)
-        dy = (i + a.reshape(1, 1, 1, kh * kw)).expand(h, w, 1, kh * kw)
-        dx = (j + cc.reshape(1, 1, 1, kh * kw)).expand(h, w, 1, kh * kw)
-        base = _tv_bases[key] = torch.stack((dy, dx), -1)
-    return base
+    """(H, W, 1, kh*kw, 2): torchvision's own sampling grid as (dy, dx), shape-only, cached like ``ops``' bases."""
+    a = torch.arange(kh, device=device, dtype=dtype).view(kh, 1).expand(kh, kw) - (kh - 1) // 2
+    cc = torch.arange(kw, device=device, dtype=dtype).view(1, kw).expand(kh, kw) - (kw - 1) // 2
+    i = torch.arange(h, device=device, dtype=dtype).view(h, 1, 1, 1)
+    j = torch.arange(w, device=device, dtype=dtype).view(1, w, 1, 1)
+    dy = (i + a.reshape(1, 1, 1, kh * kw)).expand(h, w, 1, kh * kw)
+    dx = (j + cc.reshape(1, 1, 1, kh * kw)).expand(h, w, 1, kh * kw)
+    return torch.stack((dy, dx), -1)
 
 
 def sample(x: torch.Tensor, pos: torch.Tensor, mask: torch.Tensor | None, path: str, tv_shape: tuple[int, int],
@@ -304,7 +308,7 @@ def sample(x: torch.Tensor, pos: torch.Tensor, mask: torch.Tensor | None, path: 
         dtype = x.dtype
         xs, ps = x.float().contiguous(), pos.float().contiguous()
         ms = None if mask is None else mask.float().contiguous()
-        if torch.is_grad_enabled() and (xs.requires_grad or ps.requires_grad or (ms is not None and ms.requires_grad)):
+        if needs_grad(xs, ps, ms):
             out = _CpuSample.apply(xs, ps, ms)
         else:
             out = _cpu_forward(xs, ps, ms)

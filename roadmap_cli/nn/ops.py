@@ -84,10 +84,6 @@ def _dcnv3_tv_order(kernel: int) -> tuple[int, ...]:
     return tuple(xi * kernel + yi for yi in range(kernel) for xi in range(kernel))
 
 
-def _needs_grad(*tensors: torch.Tensor | None) -> bool:
-    return torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in tensors)
-
-
 def dcnv3_sample(
     x: torch.Tensor,
     offset: torch.Tensor,
@@ -114,11 +110,11 @@ def dcnv3_sample(
     base = _dcnv3_base(h, w, kernel, dilation, float(offset_scale), x.device, torch.float32)
     off = offset.reshape(b, h, w, groups, pts, 2)
     msk = mask.reshape(b, h, w, groups, pts)
-    if path == "cpu-kernel" and mask_logits and not _needs_grad(x, offset, mask):
+    if path == "cpu-kernel" and mask_logits and not fused.needs_grad(x, offset, mask):
         return fused.infer(x, off, base, offset_scale, "dcnv3", msk)
     if mask_logits:
         msk = msk.float().softmax(-1)
-    pos = base + off.float() * offset_scale if offset_scale != 1.0 else base + off.float()
+    pos = base + off.float() * offset_scale
     return fused.sample(x, pos, msk, path, (kernel, kernel), _dcnv3_tv_order(kernel))
 
 
@@ -141,11 +137,9 @@ def strip_sample(
     b, h, w, _ = x.shape
     base = _strip_base(h, w, kernel, dilation, float(offset_scale), axis, x.device, torch.float32)
     off = offset.reshape(b, h, w, groups, kernel)
-    if path == "cpu-kernel" and not _needs_grad(x, offset):
+    if path == "cpu-kernel" and not fused.needs_grad(x, offset):
         return fused.infer(x, off, base, offset_scale, axis, None)
-    off = off.float()
-    if offset_scale != 1.0:
-        off = off * offset_scale
+    off = off.float() * offset_scale
     zero = torch.zeros((), device=x.device, dtype=off.dtype).expand_as(off)
     pos = base + (torch.stack((off, zero), -1) if axis == "x" else torch.stack((zero, off), -1))
     return fused.sample(x, pos, None, path, (1, kernel) if axis == "x" else (kernel, 1))
