@@ -36,10 +36,10 @@ import torch
 from PIL import Image
 
 from roadmap_cli.infer.device import resolve_precision
-from roadmap_cli.infer.predict import Predictor, predict_array
+from roadmap_cli.infer.predict import Predictor, blend_array, predict_array, predict_array_tiles
 from roadmap_cli.metrics.apls import apls_from_masks
 from roadmap_cli.metrics.pixel import PixelCounts
-from roadmap_cli.tiling import TileLayout, reflect_pad
+from roadmap_cli.tiling import TileLayout
 from roadmap_cli.weights import load_model
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -67,15 +67,6 @@ def seam_step_ratio(p: np.ndarray, layout: TileLayout) -> float:
     mask_r[rows] = False
     rest = np.concatenate([steps_c[:, mask_c].ravel(), steps_r[mask_r, :].ravel()])
     return float(seam.mean() / rest.mean()) if len(seam) else 1.0
-
-
-def raw_tiles(predictor: Predictor, image: np.ndarray, layout: TileLayout) -> dict:
-    out = {}
-    for i, j in layout.tiles():
-        r0, r1, c0, c1 = layout.window(i, j)
-        t = reflect_pad(image[r0:r1, c0:c1], 0, layout.th - (r1 - r0), 0, layout.tw - (c1 - c0))
-        out[(i, j)] = predictor(t[None])[0][: r1 - r0, : c1 - c0]
-    return out
 
 
 def tile_disagreement(tiles: dict, layout: TileLayout) -> float | None:
@@ -141,11 +132,12 @@ def main():
         tiles_km2 = 1e6 / (tile - ov) ** 2  # a large scene at 1 m
         for im, lab, ref in zip(images, labels, refs):
             layout = TileLayout.plan(im.shape[0], im.shape[1], tile, ov)
-            p = predict_array(predictor, im, tile, ov, batch_size=2)
+            tiles = predict_array_tiles(predictor, im, layout, batch_size=2)  # predicted once: blended and compared
+            p = blend_array(layout, tiles)
             counts.add(p >= thr, lab)
             apls_v.append(apls_from_masks(lab, p >= thr))
             seam.append(seam_step_ratio(p, layout))
-            d = tile_disagreement(raw_tiles(predictor, im, layout), layout) if ov else None
+            d = tile_disagreement(tiles, layout) if ov else None
             if d is not None:
                 disagree.append(d)
             diff.append(float(np.abs(p - ref).mean()))

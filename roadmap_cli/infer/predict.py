@@ -35,12 +35,10 @@ class Predictor:
         return (acc / len(flips))[:, 0].cpu().numpy()
 
 
-def predict_array(predictor: Predictor, image: np.ndarray, tile: int = 1024, overlap: int = 256,
-                  batch_size: int = 2, valid: np.ndarray | None = None) -> np.ndarray:
-    """Sliding-window prediction of an in-memory image (H, W, 3), blended exactly as ``roadmap extract`` blends
-    (:func:`roadmap_cli.tiling.blend_block`); used for validation and small scenes."""
-    h, w = image.shape[:2]
-    layout = TileLayout.plan(h, w, tile, overlap)
+def predict_array_tiles(predictor: Predictor, image: np.ndarray, layout: TileLayout,
+                        batch_size: int = 2) -> dict[tuple[int, int], np.ndarray]:
+    """Each tile of ``layout`` over an in-memory image (H, W, 3), predicted unblended: (i, j) -> (th, tw)
+    probabilities (edge tiles reflect-padded to the full tile, as extract pads them)."""
     tiles: dict[tuple[int, int], np.ndarray] = {}
     order = list(layout.tiles())
     for b in range(0, len(order), batch_size):
@@ -51,9 +49,24 @@ def predict_array(predictor: Predictor, image: np.ndarray, tile: int = 1024, ove
             imgs.append(reflect_pad(image[r0:r1, c0:c1], 0, layout.th - (r1 - r0), 0, layout.tw - (c1 - c0)))
         for (i, j), p in zip(batch, predictor(np.stack(imgs))):
             tiles[(i, j)] = p
-    out = np.zeros((h, w), np.float32)
+    return tiles
+
+
+def blend_array(layout: TileLayout, tiles: dict[tuple[int, int], np.ndarray]) -> np.ndarray:
+    """The layout's tiles blended into one (height, width) probability map, as ``roadmap extract`` blends them."""
+    out = np.zeros((layout.height, layout.width), np.float32)
     for row, col in layout.blocks():
         out[row[0]:row[1], col[0]:col[1]] = blend_block(layout, row, col, lambda i, j: tiles[(i, j)])
+    return out
+
+
+def predict_array(predictor: Predictor, image: np.ndarray, tile: int = 1024, overlap: int = 256,
+                  batch_size: int = 2, valid: np.ndarray | None = None) -> np.ndarray:
+    """Sliding-window prediction of an in-memory image (H, W, 3), blended exactly as ``roadmap extract`` blends
+    (:func:`roadmap_cli.tiling.blend_block`); used for validation and small scenes."""
+    h, w = image.shape[:2]
+    layout = TileLayout.plan(h, w, tile, overlap)
+    out = blend_array(layout, predict_array_tiles(predictor, image, layout, batch_size))
     if valid is not None:
         out[~valid] = 0
     return out
