@@ -22,6 +22,7 @@ import yaml
 from . import settings
 from .data.augment import parse_scale_aug
 from .data.dataset import RoadDataset
+from .data.mix import load_mix, on_grid
 from .data.sources import Pair, build_pairs, folder_pairs_or_mass
 from .errors import InputError
 from .infer.device import resolve_device
@@ -36,8 +37,9 @@ from .weights import load_sam2_encoder, load_variant, model_from_checkpoint, sav
 
 log = logging.getLogger(__name__)
 
-LR = {"massachusetts": 2e-4, "deepglobe": 1e-4, "folder": 1e-4}
-SELECT_METRICS = ("f1", "iou", "precision", "recall", "mean_f1", "mean_iou", "apls")  # what evaluate() returns
+LR = {"massachusetts": 2e-4, "deepglobe": 1e-4, "folder": 1e-4, "mix": 1e-4}
+# what evaluate() returns (``sources_f1``: the mean of each mix source's F1, for --dataset mix)
+SELECT_METRICS = ("f1", "iou", "precision", "recall", "mean_f1", "mean_iou", "apls", "sources_f1")
 
 
 def _flag(key: str) -> str:
@@ -159,19 +161,30 @@ def lr_at(step: int, total: int, base: float, min_lr: float, warmup: int) -> flo
     return min_lr + 0.5 * (base - min_lr) * (1 + math.cos(math.pi * t))
 
 
-def evaluate(model, pairs: list[Pair], device, recipe: Recipe, apls: bool = True) -> dict:
-    """Validation with the ``score`` metrics on whole images (sliding window)."""
+def evaluate(model, pairs: list[Pair], device, recipe: Recipe, apls: bool = True, road_width_m: float = 7.0) -> dict:
+    """Validation with the ``score`` metrics on whole images (sliding window).  Pairs of a mix are scored on the
+    model's grid against their centre-line labels; each source's F1 is reported too (``f1_NAME``), and their mean
+    (``sources_f1``), so that a small source counts as much as a large one."""
     model.eval()
     pred = Predictor(model, device, None)
     counts = PixelCounts()
+    per_source: dict[str, PixelCounts] = {}
     apls_scores = []
     for p in pairs:
         img, gt = read_image(p.image), read_label(p.label)[0]
+        if p.gsd is not None:
+            img, gt = on_grid(img, gt, p.gsd, model.cfg.gsd, road_width_m)
         prob = predict_array(pred, img, recipe.val_tile, recipe.val_overlap, 1)
         counts.add(prob >= 0.5, gt)
+        if p.source is not None:
+            per_source.setdefault(p.source, PixelCounts()).add(prob >= 0.5, gt)
         if apls:
             apls_scores.append(apls_from_masks(gt, prob >= 0.5, gsd=model.cfg.gsd))
     out = counts.summary()
+    if per_source:
+        f1s = {f"f1_{name}": c.summary()["f1"] for name, c in per_source.items()}
+        out.update(f1s)
+        out["sources_f1"] = float(np.mean(list(f1s.values())))
     if apls:
         out["apls"] = float(np.mean(apls_scores)) if apls_scores else 0.0
     model.train()
@@ -229,7 +242,14 @@ def _check_run_folder(opts: TrainOptions) -> Path:
     return last
 
 
-def _load_data(opts: TrainOptions, recipe: Recipe) -> tuple[RoadDataset, list[Pair], list[Pair]]:
+def _load_data(opts: TrainOptions, recipe: Recipe, grid_gsd: float) -> tuple[RoadDataset, list[Pair], list[Pair]]:
+    mix = None
+    if opts.dataset.lower() == "mix":
+        if opts.root is None:
+            raise InputError("--dataset mix needs --root SOURCES.yaml")
+        mix = load_mix(opts.root)
+        if recipe.crop is None:
+            raise InputError("--dataset mix trains on random crops: set --crop (e.g. 256)")
     if not opts.validate:  # every pair trains (roadmap adapt scores a hold-out of its own, outside the run)
         train_pairs, val_pairs = folder_pairs_or_mass(opts.root), []
     else:
@@ -241,7 +261,9 @@ def _load_data(opts: TrainOptions, recipe: Recipe) -> tuple[RoadDataset, list[Pa
     if overlap_names:
         raise InputError(f"validation images also in training: {sorted(overlap_names)[:3]}")
     data = RoadDataset(train_pairs, crop=recipe.crop, seed=recipe.seed, color_aug=recipe.color_aug,
-                       scale_aug=recipe.scale_aug)
+                       scale_aug=recipe.scale_aug, grid_gsd=grid_gsd,
+                       road_width_m=mix.road_width_m if mix else 7.0,
+                       weights={s.name: s.weight for s in mix.sources} if mix else None)
     return data, train_pairs, val_pairs
 
 
@@ -278,11 +300,10 @@ def run_train(opts: TrainOptions, reporter: Reporter = SILENT) -> Path:
     torch.manual_seed(recipe.seed)
     out = Path(opts.out)
     last = _check_run_folder(opts)
-    data, train_pairs, val_pairs = _load_data(opts, recipe)
+    model, resume_ck = _build_model(opts, last)  # before the data: a mix is brought to the model's grid
+    data, train_pairs, val_pairs = _load_data(opts, recipe, model.cfg.gsd)
     if place.rank == 0:  # only once the data checked out, so a bad dataset leaves no empty run folder behind
         out.mkdir(parents=True, exist_ok=True)
-
-    model, resume_ck = _build_model(opts, last)
     model.to(place.device).train()
     opt = torch.optim.AdamW(model.parameters(), lr=recipe.lr, weight_decay=recipe.weight_decay)
     use_amp = bool(recipe.amp) and place.device.type == "cuda"
@@ -337,7 +358,8 @@ def run_train(opts: TrainOptions, reporter: Reporter = SILENT) -> Path:
         return loss
 
     def validate() -> None:
-        m = {k: float(v) for k, v in evaluate(model, val_pairs, place.device, recipe).items()}
+        m = {k: float(v) for k, v in evaluate(model, val_pairs, place.device, recipe,
+                                              road_width_m=data.road_width_m).items()}
         key = recipe.select
         if key not in m:
             raise InputError(f"--select {key}: not a validation metric ({', '.join(m)})")

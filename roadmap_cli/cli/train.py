@@ -17,8 +17,8 @@ _RECIPE_FLAGS = ("epochs", "lr", "batch_size", "crop", "steps_per_epoch", "selec
 
 def train(
     ctx: typer.Context,
-    dataset: str = typer.Option(..., "--dataset", help="massachusetts, deepglobe or folder."),
-    root: Optional[Path] = typer.Option(None, "--root", help="Dataset folder."),
+    dataset: str = typer.Option(..., "--dataset", help="massachusetts, deepglobe, folder or mix (--root SOURCES.yaml)."),
+    root: Optional[Path] = typer.Option(None, "--root", help="Dataset folder (mix: its sources YAML)."),
     out: Path = typer.Option(Path("runs/train"), "--out", help="Checkpoints and logs."),
     model: str = typer.Option("anchor-sam-t", "--model", help="Variant name or YAML."),
     config: Optional[Path] = typer.Option(None, "--config", help="YAML with recipe overrides."),
@@ -38,7 +38,7 @@ def train(
     steps_per_epoch: Optional[int] = typer.Option(None, "--steps-per-epoch",
                                                   help="Steps per epoch (default: one pass over the samples)."),
     val_names: Optional[str] = typer.Option(None, "--val", help="Comma list of stems held out for validation."),
-    select: Optional[str] = typer.Option(None, "--select", help="f1, iou or apls (validation)."),
+    select: Optional[str] = typer.Option(None, "--select", help="f1, iou, apls or sources_f1 (validation)."),
     device: str = options.DEVICE,
     amp: Optional[bool] = typer.Option(None, "--amp/--no-amp", help="fp16 autocast on CUDA (default: on)."),
     seed: Optional[int] = typer.Option(None, "--seed", help="Random seed (default 6)."),

@@ -7,6 +7,7 @@ from ..errors import InputError
 from ..io.images import image_size, read_image, read_label
 from ..tiling import tile_starts
 from .augment import draw_zoom, flip_rotate, jitter_colour, parse_scale_aug, resize_pair
+from .mix import on_grid
 from .sources import Pair, check_pairs
 
 # Massachusetts 1500x1500 images are cut into 1024x1024 patches at offsets 0 and 476 per axis (stride 476,
@@ -24,11 +25,16 @@ def patch_origins(h: int, w: int, patch: int, stride: int) -> list[tuple[int, in
 class RoadDataset:
     """Samples = (image index, patch origin).  With ``crop`` set, each draw is a random crop of its image.  Crop
     position and augmentation come from a generator seeded by (seed, epoch, draw position in the epoch, index), so
-    every draw differs and the data stream is a pure function of those, which makes ``--resume`` exact."""
+    every draw differs and the data stream is a pure function of those, which makes ``--resume`` exact.
+
+    Pairs of a mix (their ``gsd`` set) are brought to the ``grid_gsd`` grid with labels redrawn as centre lines
+    ``road_width_m`` wide when first read (:func:`~roadmap_cli.data.mix.on_grid`), and are drawn in proportion to
+    their ground area times their source's weight (``weights``: source name -> weight); they need ``crop``."""
 
     def __init__(self, pairs: list[Pair], patch: int = MASS_PATCH, stride: int = MASS_STRIDE,
                  crop: int | None = None, augment: bool = True, seed: int = 0,
-                 color_aug: str = "basic", scale_aug: tuple[float, float] | None = None):
+                 color_aug: str = "basic", scale_aug: tuple[float, float] | None = None,
+                 grid_gsd: float | None = None, road_width_m: float = 7.0, weights: dict | None = None):
         if color_aug not in ("basic", "strong"):
             raise InputError(f"color_aug must be 'basic' or 'strong', got {color_aug!r}")
         self.color_aug = color_aug
@@ -37,11 +43,19 @@ class RoadDataset:
             raise InputError("the dataset is empty")
         check_pairs(pairs)
         self.pairs, self.crop, self.augment, self.seed = pairs, crop, augment, seed
+        self.grid_gsd, self.road_width_m = grid_gsd, road_width_m
         self._cache: dict[int, tuple[np.ndarray, np.ndarray]] = {}
         self.samples = []
+        mixed = any(p.gsd is not None for p in pairs)
+        if mixed and (not crop or not grid_gsd):
+            raise InputError("a mix of sources trains on random crops on the model's grid: set --crop")
         for i, p in enumerate(pairs):
             w, h = image_size(p.image)
-            if crop:
+            if mixed:  # one sample per crop's worth of ground, times the source's weight
+                area = w * h * (p.gsd or grid_gsd) ** 2
+                n = area * (weights or {}).get(p.source, 1.0) / (crop * grid_gsd) ** 2
+                self.samples += [(i, 0, 0)] * max(1, int(round(n)))
+            elif crop:
                 self.samples.append((i, 0, 0))
             else:
                 self.samples += [(i, y, x) for y, x in patch_origins(h, w, patch, stride)]
@@ -54,7 +68,11 @@ class RoadDataset:
         """Image (H, W, 3) uint8 and boolean label of pair ``i`` (kept in memory once read)."""
         if i in self._cache:
             return self._cache[i]
-        self._cache[i] = read_image(self.pairs[i].image), read_label(self.pairs[i].label)[0]
+        p = self.pairs[i]
+        img, lab = read_image(p.image), read_label(p.label)[0]
+        if p.gsd is not None:
+            img, lab = on_grid(img, lab, p.gsd, self.grid_gsd, self.road_width_m)
+        self._cache[i] = img, lab
         return self._cache[i]
 
     def get(self, idx: int, epoch: int, draw: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -69,6 +87,8 @@ class RoadDataset:
             if not self.crop:  # a fixed patch keeps its centre
                 y, x = y + (size - src) // 2, x + (size - src) // 2
         h, w = lab.shape
+        if self.crop and self.pairs[i].gsd is not None:  # a mix's small images are zoomed to fill the crop
+            src = min(src, h, w)
         if self.crop:
             y = int(rng.integers(0, max(1, h - src + 1)))
             x = int(rng.integers(0, max(1, w - src + 1)))

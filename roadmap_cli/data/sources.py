@@ -35,6 +35,8 @@ class Pair:
     stem: str
     image: Path
     label: Path
+    gsd: float | None = None  # metres per pixel of the files, when a mix says (None: already on the model's grid)
+    source: str | None = None  # the mix source it belongs to
 
 
 def _files(folder: Path) -> dict[str, Path]:
@@ -109,10 +111,10 @@ def deepglobe_pairs(root: Path, split: str, seed: int = 0) -> list[Pair]:
 def folder_pairs(root: Path) -> list[Pair]:
     """ROOT/images + ROOT/labels (or ROOT/masks), paired by file stem."""
     root = Path(root)
-    for lab in ("labels", "masks", "gt"):
+    for lab in ("labels", "masks", "gt", "groundtruth"):
         if (root / lab).is_dir():
             return pair_folders(root / "images", root / lab)
-    raise InputError(f"{root} needs images/ and labels/ (or masks/) sub-folders")
+    raise InputError(f"{root} needs images/ and labels/ (or masks/, gt/, groundtruth/) sub-folders")
 
 
 def check_pairs(pairs: list[Pair]) -> None:
@@ -129,6 +131,9 @@ def build_pairs(dataset: str, root: Path | None, split: str, seed: int = 0, val_
     name = dataset.lower()
     if root is None:
         raise InputError(f"--root is required for --dataset {dataset}")
+    if name == "mix":
+        from .mix import load_mix
+        return load_mix(root).split(split)
     if not Path(root).is_dir():
         raise InputError(f"dataset folder {root} does not exist")
     if name == "massachusetts":
@@ -142,7 +147,7 @@ def build_pairs(dataset: str, root: Path | None, split: str, seed: int = 0, val_
         if not val_names:
             raise InputError("--dataset folder needs --val NAME[,NAME] to name the validation files")
         return _split_by_names(pairs, split, val_names)
-    raise InputError(f"unknown dataset {dataset!r}: use massachusetts, deepglobe or folder")
+    raise InputError(f"unknown dataset {dataset!r}: use massachusetts, deepglobe, folder or mix")
 
 
 def folder_pairs_or_mass(root: Path) -> list[Pair]:
