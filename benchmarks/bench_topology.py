@@ -7,7 +7,8 @@ cleanup) with the project's APLS (50 m control points, 4 m snap) and dataset-wid
 
 Splits (Massachusetts, 1 m):
 * validation: cskanani tiles 5 and 12 (the bundled model's validation tiles); every default is chosen here;
-* test: the three movehack tiles (official test/train/valid ids 10378780_15, 10078660_15, 10228690_13; 1024 px
+* test: the three movehack tiles (official test/train/valid ids 10378780_15, 10078660_15, 10228690_13 - the last is
+  cskanani tile 1, a training tile of the bundled model, found 2026-11-28; 1024 px
   images upsampled to 1500 px = 1 m, original 1500 px labels), never used to choose anything.
 
     python benchmarks/bench_topology.py --cache /tmp/topo_cache --json topology.json
