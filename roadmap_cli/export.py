@@ -82,12 +82,15 @@ def write_graph(path, edges, nodes, overwrite: bool = False) -> None:
     """Write edges (and nodes, for GPKG / GraphML) atomically in the format the suffix names.  The layers are named
     after the output (GeoJSON) or ``edges`` / ``nodes`` (GeoPackage), never after the temporary file."""
     fmt = output_format(path)
+    # an empty layer has no geometry to infer its type from: name it, so a GIS opens it as lines / points
+    e_kw = {"geometry_type": "LineString"} if edges.empty else {}
+    n_kw = {"geometry_type": "Point"} if nodes.empty else {}
     with atomic_path(path, overwrite=overwrite) as tmp:
         if fmt == "GPKG":
-            edges.to_file(tmp, layer="edges", driver="GPKG", engine="pyogrio")
-            nodes.to_file(tmp, layer="nodes", driver="GPKG", engine="pyogrio", append=False)
+            edges.to_file(tmp, layer="edges", driver="GPKG", engine="pyogrio", **e_kw)
+            nodes.to_file(tmp, layer="nodes", driver="GPKG", engine="pyogrio", append=False, **n_kw)
         elif fmt == "GeoJSON":
-            edges.to_file(tmp, driver="GeoJSON", engine="pyogrio", layer=Path(path).stem)
+            edges.to_file(tmp, driver="GeoJSON", engine="pyogrio", layer=Path(path).stem, **e_kw)
         else:
             nx.write_graphml(to_osmnx_graph(edges, nodes), tmp)
 

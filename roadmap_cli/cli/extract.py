@@ -1,6 +1,7 @@
 """``roadmap extract``."""
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Optional
 
@@ -118,6 +119,9 @@ def extract(
         result = run_extract(opts, reporter)
     if not STATE.quiet:
         print_summary(result)
+    else:  # --quiet keeps warnings: a result the model may not be trusted on is one
+        for note in result.notes:
+            print(f"note: {note}", file=sys.stderr)
 
 
 def print_plan(p) -> None:
