@@ -250,6 +250,8 @@ def _load_data(opts: TrainOptions, recipe: Recipe, grid_gsd: float) -> tuple[Roa
         mix = load_mix(opts.root)
         if recipe.crop is None:
             raise InputError("--dataset mix trains on random crops: set --crop (e.g. 256)")
+    elif recipe.select == "sources_f1":
+        raise InputError("--select sources_f1 needs --dataset mix (it is the mean of the sources' F1)")
     if not opts.validate:  # every pair trains (roadmap adapt scores a hold-out of its own, outside the run)
         train_pairs, val_pairs = folder_pairs_or_mass(opts.root), []
     else:
@@ -257,9 +259,9 @@ def _load_data(opts: TrainOptions, recipe: Recipe, grid_gsd: float) -> tuple[Roa
         val_pairs = build_pairs(opts.dataset, opts.root, "valid", recipe.seed, opts.val_names)
     if not val_pairs and opts.validate:
         raise InputError("the validation split is empty")
-    overlap_names = {p.stem for p in train_pairs} & {p.stem for p in val_pairs}
+    overlap_names = {(p.source, p.stem) for p in train_pairs} & {(p.source, p.stem) for p in val_pairs}
     if overlap_names:
-        raise InputError(f"validation images also in training: {sorted(overlap_names)[:3]}")
+        raise InputError(f"validation images also in training: {sorted(n for _, n in overlap_names)[:3]}")
     data = RoadDataset(train_pairs, crop=recipe.crop, seed=recipe.seed, color_aug=recipe.color_aug,
                        scale_aug=recipe.scale_aug, grid_gsd=grid_gsd,
                        road_width_m=mix.road_width_m if mix else 7.0,

@@ -160,6 +160,9 @@ def test_train_on_a_mix_validates_each_source_on_the_grid(tmp_path, tiny_cfg):
         run_train(TrainOptions(dataset="mix", root=path, out=tmp_path / "run2", model=str(model), device="cpu",
                                overrides={"epochs": 1}))
     assert not (tmp_path / "run2").exists()
+    with pytest.raises(UserError, match="needs --dataset mix"):
+        run_train(TrainOptions(dataset="folder", root=tmp_path / "a", out=tmp_path / "run3", model=str(model),
+                               device="cpu", val_names="a2", overrides={"select": "sources_f1", "crop": 32}))
 
 
 def test_shared_manifest_keeps_test_apart(shared):
