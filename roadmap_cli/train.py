@@ -254,6 +254,8 @@ def _load_data(opts: TrainOptions, recipe: Recipe, grid_gsd: float) -> tuple[Roa
         raise InputError("--select sources_f1 needs --dataset mix (it is the mean of the sources' F1)")
     if not opts.validate:  # every pair trains (roadmap adapt scores a hold-out of its own, outside the run)
         train_pairs, val_pairs = folder_pairs_or_mass(opts.root), []
+    elif mix:  # the manifest read once
+        train_pairs, val_pairs = mix.split("train"), mix.split("valid")
     else:
         train_pairs = build_pairs(opts.dataset, opts.root, "train", recipe.seed, opts.val_names)
         val_pairs = build_pairs(opts.dataset, opts.root, "valid", recipe.seed, opts.val_names)
@@ -265,7 +267,7 @@ def _load_data(opts: TrainOptions, recipe: Recipe, grid_gsd: float) -> tuple[Roa
     data = RoadDataset(train_pairs, crop=recipe.crop, seed=recipe.seed, color_aug=recipe.color_aug,
                        scale_aug=recipe.scale_aug, grid_gsd=grid_gsd,
                        road_width_m=mix.road_width_m if mix else 7.0,
-                       weights={s.name: s.weight for s in mix.sources} if mix else None)
+                       weights=mix.weights if mix else None)
     return data, train_pairs, val_pairs
 
 

@@ -119,9 +119,8 @@ def extract(
         result = run_extract(opts, reporter)
     if not STATE.quiet:
         print_summary(result)
-    else:  # --quiet keeps warnings: a result the model may not be trusted on is one
-        for note in result.notes:
-            print(f"note: {note}", file=sys.stderr)
+    for note in result.notes:  # --quiet keeps warnings (on stderr): a result the model may not be trusted on is one
+        print(f"note: {note}", file=sys.stderr if STATE.quiet else sys.stdout)
 
 
 def print_plan(p) -> None:
@@ -154,8 +153,6 @@ def print_summary(r) -> None:
         ("tiles", f"{r.tiles} on a {r.grid[1]} x {r.grid[0]} grid at {r.gsd:.2f} m/px"),
         ("time", ", ".join(f"{k} {v:.1f} s" for k, v in r.times.items())),
     ])
-    for note in r.notes:
-        print(f"note: {note}")
 
 
 def _ground(grid) -> str:

@@ -22,7 +22,7 @@ ground area times the source's ``weight``.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -32,7 +32,7 @@ from scipy.ndimage import distance_transform_edt
 from skimage.morphology import skeletonize
 
 from ..errors import InputError
-from .sources import Pair, folder_pairs
+from .sources import Pair, deepglobe_folder_pairs, folder_pairs
 
 KINDS = ("folder", "deepglobe")
 SPLITS = ("train", "valid", "test")
@@ -53,20 +53,10 @@ class Source:
     def pairs(self) -> list[Pair]:
         """Every pair of the source, each with its ground resolution and source name."""
         if self.kind == "deepglobe":
-            folder = self.root / "train" if (self.root / "train").is_dir() else self.root
-            sats = sorted(folder.glob("*_sat.jpg"))
-            if not sats:
-                raise InputError(f"source {self.name}: no *_sat.jpg images in {folder}")
-            pairs = []
-            for s in sats:
-                stem = s.name[: -len("_sat.jpg")]
-                mask = folder / f"{stem}_mask.png"
-                if not mask.is_file():
-                    raise InputError(f"source {self.name}: {s.name} has no {mask.name}")
-                pairs.append(Pair(stem, s, mask))
+            pairs = deepglobe_folder_pairs(self.root / "train" if (self.root / "train").is_dir() else self.root)
         else:
             pairs = folder_pairs(self.root)
-        return [Pair(p.stem, p.image, p.label, gsd=self.gsd, source=self.name) for p in pairs]
+        return [replace(p, gsd=self.gsd, source=self.name) for p in pairs]
 
     def split(self, split: str) -> list[Pair]:
         """The pairs of ``split``: ``valid`` and ``test`` as named, ``train`` the rest."""
@@ -94,8 +84,10 @@ class Mix:
             raise InputError(f"unknown split {split!r}: use {', '.join(SPLITS)}")
         return [p for s in self.sources for p in s.split(split)]
 
-    def weight(self, source: str) -> float:
-        return next(s.weight for s in self.sources if s.name == source)
+    @property
+    def weights(self) -> dict[str, float]:
+        """Source name -> draw weight."""
+        return {s.name: s.weight for s in self.sources}
 
 
 def _names(value, where: str) -> list[str]:

@@ -73,13 +73,10 @@ def massachusetts_pairs(root: Path, split: str) -> list[Pair]:
                     f"{root / 'tiff' / kaggle_split} (Kaggle layout)")
 
 
-def deepglobe_split(root: Path, seed: int = 0) -> dict[str, list[str]]:
-    """Seeded 8:1:1 split of ROOT/train/*_sat.jpg, saved to ROOT/roadmap_split.json (reused when present)."""
-    root = Path(root)
-    split_file = root / "roadmap_split.json"
-    if split_file.is_file():
-        return json.loads(split_file.read_text())
-    folder = root / "train"
+def deepglobe_folder_pairs(folder: Path) -> list[Pair]:
+    """Every ``STEM_sat.jpg`` / ``STEM_mask.png`` pair of a DeepGlobe folder, sorted by stem; an image without its
+    mask is refused."""
+    folder = Path(folder)
     sats = {p.name[: -len("_sat.jpg")] for p in folder.glob("*_sat.jpg")}
     masks = {p.name[: -len("_mask.png")] for p in folder.glob("*_mask.png")}
     if not sats:
@@ -87,7 +84,16 @@ def deepglobe_split(root: Path, seed: int = 0) -> dict[str, list[str]]:
     missing = sorted(sats - masks)
     if missing:
         raise InputError(f"{len(missing)} DeepGlobe image(s) in {folder} have no *_mask.png (e.g. {missing[0]}_sat.jpg)")
-    stems = sorted(sats)
+    return [Pair(s, folder / f"{s}_sat.jpg", folder / f"{s}_mask.png") for s in sorted(sats)]
+
+
+def deepglobe_split(root: Path, seed: int = 0) -> dict[str, list[str]]:
+    """Seeded 8:1:1 split of ROOT/train/*_sat.jpg, saved to ROOT/roadmap_split.json (reused when present)."""
+    root = Path(root)
+    split_file = root / "roadmap_split.json"
+    if split_file.is_file():
+        return json.loads(split_file.read_text())
+    stems = [p.stem for p in deepglobe_folder_pairs(root / "train")]
     rng = random.Random(seed)
     rng.shuffle(stems)
     n = len(stems)
