@@ -206,3 +206,71 @@ static inline uint16_t f32_to_bf16(float f) {
 
 DEFINE_INFER(deform_infer_f32, float, LOAD_F32, STORE_F32)
 DEFINE_INFER(deform_infer_bf16, uint16_t, bf16_to_f32, f32_to_bf16)
+
+/* ---- DySample (lp style) upsampling, inference: positions built on the fly, border padding ----
+ *
+ * x: (B, C, H, W) at element strides (sb, sc, sh, sw) (channel-first or channels-last memory);  off: the raw
+ * offset-conv output (B, 2*G*S*S, H, W) at strides (ob_, oc, oh, ow), x block then y block, each [group][row][col];
+ * out: (B, C, S*H, S*W) at strides (yb, yc, yh, yw), or (B, 1, S*H, S*W) with reduce != 0 (the sum over all C
+ * channels plus bias).
+ * Output pixel (I, J) = (S*i + di, S*j + dj) of group g samples x at pixel-index position
+ *   u = j + off_scale * off[b, g*S*S + di*S + dj, i, j] + (dj - (S-1)/2) / S   (v likewise with the y block, i, di)
+ * clamped to [0, W-1] x [0, H-1] (grid_sample's padding_mode="border", align_corners=False), bilinear.
+ * Rows R = b*S*H + I are split across threads; each writes only its own output rows. */
+#define DEFINE_DYSAMPLE(NAME, T, LOAD, STORE)                                                                     \
+    void NAME(const T *x, const T *off, float off_scale, T *out, float bias, int64_t reduce, int64_t sb,          \
+              int64_t sc, int64_t sh, int64_t sw, int64_t ob_, int64_t oc, int64_t oh, int64_t ow, int64_t yb,     \
+              int64_t yc, int64_t yh, int64_t yw, int64_t H, int64_t W, int64_t C, int64_t G, int64_t S,           \
+              int64_t row0, int64_t row1) {                                                                        \
+        const int64_t Cg = C / G, SS = S * S, OH = S * H, OW = S * W;                                              \
+        const float half = 0.5f * (float)(S - 1), umax = (float)(W - 1), vmax = (float)(H - 1);                   \
+        float red[OW];                                                                                             \
+        for (int64_t r = row0; r < row1; r++) {                                                                    \
+            const int64_t b = r / OH, I = r % OH, i = I / S, di = I % S;                                           \
+            const T *xb = x + b * sb;                                                                              \
+            const T *ob = off + b * ob_ + i * oh;                                                                  \
+            const float v0 = (float)i + ((float)di - half) / (float)S;                                             \
+            if (reduce)                                                                                            \
+                for (int64_t J = 0; J < OW; J++) red[J] = bias;                                                    \
+            for (int64_t g = 0; g < G; g++) {                                                                      \
+                for (int64_t dj = 0; dj < S; dj++) {                                                               \
+                    const int64_t k = g * SS + di * S + dj;                                                        \
+                    const T *oxp = ob + k * oc, *oyp = ob + (G * SS + k) * oc;                                     \
+                    const float u0 = ((float)dj - half) / (float)S;                                                \
+                    for (int64_t j = 0; j < W; j++) {                                                              \
+                        float u = (float)j + u0 + off_scale * LOAD(oxp[j * ow]);                                   \
+                        float v = v0 + off_scale * LOAD(oyp[j * ow]);                                              \
+                        u = u > 0.0f ? (u < umax ? u : umax) : 0.0f; /* NaN samples pixel 0 */                    \
+                        v = v > 0.0f ? (v < vmax ? v : vmax) : 0.0f;                                               \
+                        const int64_t x0 = (int64_t)u, y0 = (int64_t)v; /* u, v >= 0: truncation is floor */      \
+                        const int64_t x1 = x0 + 1 < W ? x0 + 1 : x0, y1 = y0 + 1 < H ? y0 + 1 : y0;                \
+                        const float a = u - (float)x0, c = v - (float)y0;                                          \
+                        const float w00 = (1.0f - a) * (1.0f - c), w01 = a * (1.0f - c), w10 = (1.0f - a) * c,     \
+                                    w11 = a * c;                                                                   \
+                        const T *p00 = xb + y0 * sh + x0 * sw, *p01 = xb + y0 * sh + x1 * sw;                      \
+                        const T *p10 = xb + y1 * sh + x0 * sw, *p11 = xb + y1 * sh + x1 * sw;                      \
+                        const int64_t J = j * S + dj;                                                              \
+                        if (reduce) {                                                                              \
+                            float total = 0.0f;                                                                    \
+                            for (int64_t q = g * Cg * sc; q < (g + 1) * Cg * sc; q += sc)                          \
+                                total += w00 * LOAD(p00[q]) + w01 * LOAD(p01[q]) + w10 * LOAD(p10[q]) +            \
+                                         w11 * LOAD(p11[q]);                                                       \
+                            red[J] += total;                                                                       \
+                        } else {                                                                                   \
+                            for (int64_t cc = g * Cg; cc < (g + 1) * Cg; cc++) {                                   \
+                                const int64_t q = cc * sc;                                                         \
+                                out[b * yb + cc * yc + I * yh + J * yw] =                                          \
+                                    STORE(w00 * LOAD(p00[q]) + w01 * LOAD(p01[q]) + w10 * LOAD(p10[q]) +           \
+                                          w11 * LOAD(p11[q]));                                                     \
+                            }                                                                                      \
+                        }                                                                                          \
+                    }                                                                                              \
+                }                                                                                                  \
+            }                                                                                                      \
+            if (reduce)                                                                                            \
+                for (int64_t J = 0; J < OW; J++) out[b * yb + I * yh + J * yw] = STORE(red[J]);                  \
+        }                                                                                                          \
+    }
+
+DEFINE_DYSAMPLE(dysample_infer_f32, float, LOAD_F32, STORE_F32)
+DEFINE_DYSAMPLE(dysample_infer_bf16, uint16_t, bf16_to_f32, f32_to_bf16)

@@ -122,6 +122,10 @@ def load_kernel() -> ctypes.CDLL | None:
                 fn = getattr(lib, name)
                 fn.argtypes = [p, p, p, ctypes.c_float, i64, p, p] + [i64] * 7
                 fn.restype = None
+            for name in ("dysample_infer_f32", "dysample_infer_bf16"):
+                fn = getattr(lib, name)
+                fn.argtypes = [p, p, ctypes.c_float, p, ctypes.c_float] + [i64] * 20
+                fn.restype = None
         _loaded[path] = (lib, _lib_error)
         return lib
 
@@ -258,6 +262,39 @@ def infer(x: torch.Tensor, offset: torch.Tensor, base: torch.Tensor, scale: floa
     fn = lib.deform_infer_bf16 if dt == torch.bfloat16 else lib.deform_infer_f32
     _run(fn, b * h, (_ptr(xs), _ptr(off), _ptr(base.contiguous()), float(scale), MODES[mode], _ptr(lg), _ptr(out),
                      h, w, c, g, p))
+    return out if out.dtype == x.dtype else out.to(x.dtype)
+
+
+def _dense(t: torch.Tensor) -> torch.Tensor:
+    """``t`` itself when it is contiguous in channel-first or channels-last memory, else a contiguous copy."""
+    if t.is_contiguous() or t.is_contiguous(memory_format=torch.channels_last):
+        return t
+    return t.contiguous()
+
+
+def dysample_infer(x: torch.Tensor, offset: torch.Tensor, offset_scale: float, scale: int, groups: int,
+                   bias: float | None = None) -> torch.Tensor:
+    """Inference-only DySample on the CPU kernel: the upsampled ``x`` (B, C, sH, sW), or with ``bias`` given the sum
+    over its C channels plus ``bias`` (B, 1, sH, sW), without building a sampling grid.  The output has ``x``'s
+    memory format.
+
+    Args:
+        x: (B, C, H, W), channel-first or channels-last memory (so is ``offset``); float32 or bfloat16 (read and written in that
+            dtype, float32 arithmetic), other dtypes run in float32.
+        offset: the raw offset-conv output (B, 2*G*s*s, H, W); positions are ``offset_scale * offset`` plus
+            DySample's initial sub-pixel positions, relative to each input pixel (see ``ops.dysample``).
+    """
+    lib = load_kernel()
+    b, c, h, w = x.shape
+    dt = torch.bfloat16 if x.dtype == torch.bfloat16 else torch.float32
+    xs, off = _dense(x.to(dt)), _dense(offset.to(dt))
+    if off.shape != (b, 2 * groups * scale * scale, h, w):
+        raise ValueError(f"offset must have shape {(b, 2 * groups * scale * scale, h, w)}, got {tuple(off.shape)}")
+    fmt = torch.contiguous_format if xs.is_contiguous() else torch.channels_last
+    out = torch.empty(b, 1 if bias is not None else c, scale * h, scale * w, dtype=dt, memory_format=fmt)
+    fn = lib.dysample_infer_bf16 if dt == torch.bfloat16 else lib.dysample_infer_f32
+    _run(fn, b * scale * h, (_ptr(xs), _ptr(off), float(offset_scale), _ptr(out), float(bias or 0.0),
+                             int(bias is not None), *xs.stride(), *off.stride(), *out.stride(), h, w, c, groups, scale))
     return out if out.dtype == x.dtype else out.to(x.dtype)
 
 

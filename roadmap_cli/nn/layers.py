@@ -11,6 +11,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from . import fused
 from .ops import dcnv3_sample, dysample, dysample_init_pos, strip_sample
 
 
@@ -83,7 +84,10 @@ class DCNv3CF(nn.Module):
         self.dcnv3 = DCNv3(channels, kernel, dilation, groups)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.dcnv3(x.permute(0, 2, 3, 1)).permute(0, 3, 1, 2).contiguous()
+        # channels-last memory in and out: the permutes are free, and the projections, the depthwise conv and what
+        # follows (BatchNorm, 1x1 conv, DySample) all read it without a copy
+        x = x.contiguous(memory_format=torch.channels_last)
+        return self.dcnv3(x.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
 
 
 class DSCN(nn.Module):
@@ -139,12 +143,22 @@ class DySample(nn.Module):
         nn.init.zeros_(self.offset.bias)
         self.register_buffer("init_pos", dysample_init_pos(scale, groups), persistent=False)
 
-    def offsets(self, x: torch.Tensor) -> torch.Tensor:
-        """Sampling positions (B, 2*G*s*s, H, W) relative to each input pixel centre."""
-        return self.offset(x) * 0.25 + self.init_pos.to(x.dtype)
-
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return dysample(x, self.offsets(x), self.scale, self.groups)
+        return self.sample(x, x)
+
+    def sample(self, values: torch.Tensor, x: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
+        """Upsample ``values`` (B, C', H, W; C' divisible by the groups) at the positions predicted from ``x``;
+        with ``bias`` (one value), the sum over the upsampled channels plus ``bias`` (B, 1, sH, sW).
+
+        In CPU inference the compiled kernel builds the positions on the fly (``fused.dysample_infer``, float32
+        coordinates); elsewhere :func:`ops.dysample` samples a grid."""
+        raw = self.offset(x)
+        if fused.choose(values.device, values.dtype) == "cpu-kernel" and not fused.needs_grad(values, raw):
+            return fused.dysample_infer(values, raw, 0.25, self.scale, self.groups,
+                                        None if bias is None else float(bias))
+        pos = raw * 0.25 + self.init_pos.to(x.dtype)  # (B, 2*G*s*s, H, W) relative to each input pixel centre
+        y = dysample(values, pos, self.scale, self.groups)
+        return y if bias is None else (y.sum(1, keepdim=True) + bias.view(1, 1, 1, 1)).to(y.dtype)
 
 
 class DMB(nn.Sequential):

@@ -6,7 +6,6 @@ import torch.nn as nn
 
 from .config import ModelConfig
 from .layers import DMB, DSCN, DCNv3CF, DepthwiseConv2d, DySample, SwinBlock, group_norm
-from .ops import dysample
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -259,8 +258,7 @@ class SAM2Decoder(nn.Module):
         b, c, h, w = x.shape
         g = up.groups
         proj = nn.functional.conv2d(x, conv.weight.reshape(g, c // g, 1, 1), groups=g)  # (B, G, H, W)
-        y = dysample(proj, up.offsets(x), up.scale, g)  # (B, G, sH, sW)
-        return (y.sum(1, keepdim=True) + conv.bias.view(1, 1, 1, 1)).to(y.dtype)
+        return up.sample(proj, x, bias=conv.bias)  # sum over the G upsampled maps, plus the bias
 
 
 class AnchorSAM(nn.Module):

@@ -285,3 +285,96 @@ def test_depthwise_conv_on_channels_last_memory_equals_conv2d():
     y = dw(x)
     assert y.is_contiguous(memory_format=torch.channels_last)
     torch.testing.assert_close(y, ref(x), rtol=1e-5, atol=1e-6)
+
+
+dysample_cases = st.tuples(
+    st.integers(1, 2),  # batch
+    st.integers(1, 9),  # height
+    st.integers(1, 9),  # width
+    st.sampled_from([1, 2, 4]),  # groups
+    st.integers(1, 5),  # channels per group
+    st.sampled_from([2, 3]),  # scale
+    st.sampled_from([0.0, 0.5, 3.0, 30.0]),  # offset spread (x 0.25 px; 30: most points clamp to the border)
+    st.booleans(),  # channels-last memory
+    st.booleans(),  # with the output head's channel sum + bias
+    st.integers(0, 2**16),
+)
+
+
+def _dysample_case(case, dtype=torch.float32):
+    b, h, w, g, cg, s, spread, cl, head, seed = case
+    gen = torch.Generator().manual_seed(seed)
+    x = torch.randn(b, g * cg, h, w, generator=gen).to(dtype)
+    raw = (torch.randn(b, 2 * g * s * s, h, w, generator=gen) * spread).to(dtype)
+    if cl:
+        x, raw = x.contiguous(memory_format=torch.channels_last), raw.contiguous(memory_format=torch.channels_last)
+    bias = float(torch.randn((), generator=gen)) if head else None
+    # the reference in float32 on the same (possibly bfloat16-rounded) values
+    pos = raw.float() * 0.25 + ops.dysample_init_pos(s, g)
+    ref = ops.dysample(x.float(), pos, s, g)
+    if head:
+        ref = ref.sum(1, keepdim=True) + bias
+    return x, raw, s, g, bias, ref
+
+
+@settings(max_examples=200, deadline=None)
+@given(dysample_cases)
+def test_dysample_kernel_equals_reference(case):
+    """DySample's inference kernel (positions built inside, border clamp) against ``ops.dysample``'s grid_sample,
+    plain and as the output head (sum over channels plus bias), on channel-first and channels-last memory."""
+    x, raw, s, g, bias, ref = _dysample_case(case)
+    got = fused.dysample_infer(x, raw, 0.25, s, g, bias)
+    assert got.shape == ref.shape and got.dtype == torch.float32
+    assert got.is_contiguous(memory_format=torch.channels_last if not x.is_contiguous() else torch.contiguous_format)
+    torch.testing.assert_close(got, ref, rtol=1e-5, atol=2e-5)
+
+
+@settings(max_examples=80, deadline=None)
+@given(dysample_cases)
+def test_dysample_bf16_kernel_matches_reference_on_the_same_bf16_inputs(case):
+    x, raw, s, g, bias, ref = _dysample_case(case, torch.bfloat16)
+    got = fused.dysample_infer(x, raw, 0.25, s, g, bias)
+    assert got.dtype == torch.bfloat16
+    # float32 positions and sums, one rounding to bfloat16 at the end
+    torch.testing.assert_close(got.float(), ref, rtol=2 ** -7, atol=2 ** -7 * max(1.0, ref.abs().max().item()))
+
+
+def test_dysample_layer_takes_the_kernel_in_inference_and_the_reference_in_training():
+    """``DySample.sample`` gives the reference's values either way; under autograd it must keep the reference
+    (the kernel has no backward), so parameter gradients exist."""
+    from roadmap_cli.nn.layers import DySample
+    torch.manual_seed(4)
+    up = DySample(8, 2, 4)
+    torch.nn.init.normal_(up.offset.weight, std=1.0)
+    x = torch.randn(2, 8, 7, 11)
+    with torch.no_grad():
+        with use_path("reference"):
+            ref = up(x)
+        calls = []
+        orig = fused.dysample_infer
+        fused.dysample_infer = lambda *a, **k: calls.append(1) or orig(*a, **k)
+        try:
+            got = up(x)
+        finally:
+            fused.dysample_infer = orig
+    assert calls, "inference did not take the kernel"
+    torch.testing.assert_close(got, ref, rtol=1e-5, atol=1e-5)
+    y = up(x)
+    y.square().sum().backward()
+    assert up.offset.weight.grad is not None and up.offset.weight.grad.abs().sum() > 0
+    torch.testing.assert_close(y.detach(), ref, rtol=1e-5, atol=1e-5)
+
+
+def test_dysample_result_does_not_depend_on_thread_count():
+    gen = torch.Generator().manual_seed(6)
+    x, raw = torch.randn(2, 8, 13, 17, generator=gen), torch.randn(2, 32, 13, 17, generator=gen) * 4
+    before = torch.get_num_threads()
+    outs = []
+    try:
+        for n in (1, 2, 3):
+            torch.set_num_threads(n)
+            outs.append((fused.dysample_infer(x, raw, 0.25, 2, 4), fused.dysample_infer(x, raw, 0.25, 2, 4, 0.5)))
+    finally:
+        torch.set_num_threads(before)
+    for other in outs[1:]:
+        assert all(torch.equal(a, b) for a, b in zip(outs[0], other))
