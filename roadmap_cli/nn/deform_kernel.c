@@ -15,6 +15,9 @@
  * forward over output rows r = b*H + i (each writes only its own rows), backward over tasks t = b*G + g (each
  * writes only its own channel slice of grad_x and its own entries of grad_pos / grad_mask), so no two threads
  * write the same memory and the result does not depend on the number of threads.
+ *
+ * dysample_infer_f32 / dysample_infer_bf16 (at the end) are DySample's upsampling in inference: positions from
+ * the raw offsets on the fly, border padding, optionally the sum over channels plus a bias (the output head).
  */
 #include <math.h>
 #include <stdint.h>

@@ -12,6 +12,10 @@ calls :func:`sample`, which runs
 * on CUDA: ``torchvision.ops.deform_conv2d`` (its native kernel) with a depthwise all-ones weight, the positions
   as offsets from its own sampling grid and the mask as its modulation mask.
 
+DySample's upsampling has its own inference entry point (:func:`dysample_infer`): the same C file samples at the
+positions DySample predicts, built in float32 inside the kernel, without the full-resolution sampling grid that
+``ops.dysample`` builds for ``grid_sample``; training (autograd) and CUDA keep ``ops.dysample``.
+
 The pure-PyTorch operators in ``ops`` stay the reference; ``tests/nn/test_fused.py`` checks both fused paths
 against them (values and gradients).  ``ROADMAP_DEFORM=reference`` forces the reference, ``fused`` makes a missing
 fused path an error instead of a silent fallback.

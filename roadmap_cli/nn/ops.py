@@ -19,7 +19,8 @@ Memory: the taps are accumulated one at a time, so the extra memory in inference
 :func:`dcnv3_sample` and :func:`strip_sample` run the fused path of ``fused`` where one runs (the compiled CPU
 kernel, torchvision's CUDA kernel; ``fused.choose``) and these pure-PyTorch operators, kept as
 :func:`dcnv3_sample_reference` and :func:`strip_sample_reference`, elsewhere.  The fused path samples at absolute
-positions = a shape-only base grid (cached per shape) + the learned offsets.
+positions = a shape-only base grid (cached per shape) + the learned offsets.  :func:`dysample` is the reference
+of ``layers.DySample``, which in CPU inference runs ``fused.dysample_infer`` instead.
 """
 from __future__ import annotations
 
@@ -34,6 +35,15 @@ from . import fused
 def _norm_coord(u: torch.Tensor, size: int) -> torch.Tensor:
     """Pixel-index coordinate -> grid_sample coordinate (align_corners=False)."""
     return (2.0 * u + 1.0) / size - 1.0
+
+
+def _compute_dtype(*tensors: torch.Tensor) -> torch.dtype:
+    """float32, or float64 when an input is: sampling positions are never built in a half-precision dtype (in
+    bfloat16 a pixel index above 256 is rounded to an even number, in float16 one above 1024)."""
+    dt = torch.float32
+    for t in tensors:
+        dt = torch.promote_types(dt, t.dtype)
+    return dt
 
 
 def _per_group(x: torch.Tensor, groups: int) -> torch.Tensor:
@@ -167,11 +177,12 @@ def dcnv3_sample_reference(
     b, h, w, c = x.shape
     pts = kernel * kernel
     pad = dilation * (kernel - 1) // 2
-    xg = _per_group(x, groups)
-    off = offset.reshape(b, h, w, groups, pts, 2).permute(0, 3, 1, 2, 4, 5).reshape(b * groups, h, w, pts, 2)
-    msk = mask.reshape(b, h, w, groups, pts).permute(0, 3, 1, 2, 4).reshape(b * groups, 1, h, w, pts)
-    ys = torch.arange(h, device=x.device, dtype=x.dtype).view(1, h, 1)
-    xs = torch.arange(w, device=x.device, dtype=x.dtype).view(1, 1, w)
+    ct = _compute_dtype(x, offset, mask)
+    xg = _per_group(x.to(ct), groups)
+    off = offset.to(ct).reshape(b, h, w, groups, pts, 2).permute(0, 3, 1, 2, 4, 5).reshape(b * groups, h, w, pts, 2)
+    msk = mask.to(ct).reshape(b, h, w, groups, pts).permute(0, 3, 1, 2, 4).reshape(b * groups, 1, h, w, pts)
+    ys = torch.arange(h, device=x.device, dtype=ct).view(1, h, 1)
+    xs = torch.arange(w, device=x.device, dtype=ct).view(1, 1, w)
     out = None
     p = 0
     for i in range(kernel):  # kernel-width index (x) outer
@@ -183,7 +194,7 @@ def dcnv3_sample_reference(
             tap = tap * msk[..., p]
             out = tap if out is None else out + tap
             p += 1
-    return _from_groups(out, b, groups)
+    return _from_groups(out, b, groups).to(x.dtype)
 
 
 def strip_sample_reference(
@@ -209,10 +220,11 @@ def strip_sample_reference(
         raise ValueError(f"axis must be 'x' or 'y', got {axis!r}")
     b, h, w, c = x.shape
     pad = dilation * (kernel - 1) // 2
-    xg = _per_group(x, groups)
-    off = offset.reshape(b, h, w, groups, kernel).permute(0, 3, 1, 2, 4).reshape(b * groups, h, w, kernel)
-    ys = torch.arange(h, device=x.device, dtype=x.dtype).view(1, h, 1).expand(b * groups, h, w)
-    xs = torch.arange(w, device=x.device, dtype=x.dtype).view(1, 1, w).expand(b * groups, h, w)
+    ct = _compute_dtype(x, offset)
+    xg = _per_group(x.to(ct), groups)
+    off = offset.to(ct).reshape(b, h, w, groups, kernel).permute(0, 3, 1, 2, 4).reshape(b * groups, h, w, kernel)
+    ys = torch.arange(h, device=x.device, dtype=ct).view(1, h, 1).expand(b * groups, h, w)
+    xs = torch.arange(w, device=x.device, dtype=ct).view(1, 1, w).expand(b * groups, h, w)
     out = None
     for i in range(kernel):
         shift = (i * dilation + off[..., i]) * offset_scale - pad
@@ -222,7 +234,7 @@ def strip_sample_reference(
             grid = torch.stack((_norm_coord(xs, w), _norm_coord(ys + shift, h)), dim=-1)
         tap = F.grid_sample(xg, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
         out = tap if out is None else out + tap
-    return _from_groups(out, b, groups)
+    return _from_groups(out, b, groups).to(x.dtype)
 
 
 def dysample_init_pos(scale: int, groups: int) -> torch.Tensor:
@@ -236,17 +248,22 @@ def dysample_init_pos(scale: int, groups: int) -> torch.Tensor:
 
 def dysample(x: torch.Tensor, offset: torch.Tensor, scale: int, groups: int) -> torch.Tensor:
     """Upsample ``x`` (B, C, H, W) by ``scale`` at positions ``offset`` (B, 2*G*s*s, H, W) (pixels, relative to
-    each input pixel centre; x block first).  Border padding, bilinear."""
+    each input pixel centre; x block first).  Border padding, bilinear.
+
+    Positions and sampling are computed in float32 whatever the inputs' dtype (see :func:`_compute_dtype`; the
+    result is returned in ``x``'s): a grid built in bfloat16 would misplace half of a 512 px feature map by up to a
+    pixel."""
     b, c, h, w = x.shape
-    off = offset.reshape(b, 2, groups * scale * scale, h, w)
-    base_x = torch.arange(w, device=x.device, dtype=offset.dtype).view(1, 1, w) + 0.5
-    base_y = torch.arange(h, device=x.device, dtype=offset.dtype).view(1, h, 1) + 0.5
+    ct = _compute_dtype(x, offset)
+    off = offset.to(ct).reshape(b, 2, groups * scale * scale, h, w)
+    base_x = torch.arange(w, device=x.device, dtype=ct).view(1, 1, w) + 0.5
+    base_y = torch.arange(h, device=x.device, dtype=ct).view(1, h, 1) + 0.5
     gx = 2.0 * (off[:, 0] + base_x) / w - 1.0  # (B, G*s*s, H, W)
     gy = 2.0 * (off[:, 1] + base_y) / h - 1.0
     # pixel-shuffle each coordinate field: (B, G*s*s, H, W) -> (B, G, sH, sW)
     gx = F.pixel_shuffle(gx, scale)
     gy = F.pixel_shuffle(gy, scale)
     grid = torch.stack((gx, gy), dim=-1).reshape(b * groups, h * scale, w * scale, 2)
-    xs = x.reshape(b * groups, c // groups, h, w)
-    out = F.grid_sample(xs, grid.to(x.dtype), mode="bilinear", padding_mode="border", align_corners=False)
+    xs = x.reshape(b * groups, c // groups, h, w).to(ct)
+    out = F.grid_sample(xs, grid, mode="bilinear", padding_mode="border", align_corners=False).to(x.dtype)
     return out.reshape(b, c, h * scale, w * scale)

@@ -378,3 +378,40 @@ def test_dysample_result_does_not_depend_on_thread_count():
         torch.set_num_threads(before)
     for other in outs[1:]:
         assert all(torch.equal(a, b) for a, b in zip(outs[0], other))
+
+
+def test_dysample_reference_positions_stay_float32_under_bf16_autocast():
+    """A sampling grid built in bfloat16 rounds pixel indices above 256 to even numbers: the right half of a 512 px
+    wide map would be sampled up to a pixel off.  The reference computes positions in float32 whatever the dtype."""
+    gen = torch.Generator().manual_seed(7)
+    x = torch.randn(1, 4, 6, 512, generator=gen).bfloat16()
+    raw = (torch.randn(1, 32, 6, 512, generator=gen) * 0.5).bfloat16()
+    pos = raw.float() * 0.25 + ops.dysample_init_pos(2, 4)
+    want = ops.dysample(x.float(), pos, 2, 4)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        got = ops.dysample(x, raw * 0.25 + ops.dysample_init_pos(2, 4).bfloat16(), 2, 4)
+    assert got.dtype == torch.bfloat16
+    # only the bfloat16 rounding of the offsets (about 2**-9 px here) and of the output remain
+    torch.testing.assert_close(got.float(), want, rtol=2 ** -6, atol=2 ** -6 * want.abs().max().item())
+
+
+@pytest.mark.parametrize("op", ["dcnv3", "strip-x", "strip-y"])
+def test_deformable_references_build_positions_in_float32_for_bf16_inputs(op):
+    """Like DySample's: the pure-PyTorch DCNv3 and strip references sample a 600 px wide bfloat16 map where the
+    float32 computation on the same values does (a bfloat16 grid would be up to 2 px off right of column 256)."""
+    gen = torch.Generator().manual_seed(8)
+    b, h, w, g, cg, k = 1, 3, 600, 2, 4, 3
+    x = torch.randn(b, h, w, g * cg, generator=gen).bfloat16()
+    if op == "dcnv3":
+        off = (torch.randn(b, h, w, g * k * k * 2, generator=gen) * 2).bfloat16()
+        mask = torch.rand(b, h, w, g * k * k, generator=gen).bfloat16()
+        run = lambda *t: ops.dcnv3_sample_reference(*t, k, g)  # noqa: E731
+        args = (x, off, mask)
+    else:
+        off = (torch.randn(b, h, w, g * k, generator=gen) * 2).bfloat16()
+        run = lambda *t: ops.strip_sample_reference(*t, k, g, op[-1])  # noqa: E731
+        args = (x, off)
+    want = run(*(t.float() for t in args))
+    got = run(*args)
+    assert got.dtype == torch.bfloat16
+    torch.testing.assert_close(got.float(), want, rtol=2 ** -6, atol=2 ** -6 * want.abs().max().item())
