@@ -145,6 +145,22 @@ static inline uint16_t f32_to_bf16(float f) {
 #define LOAD_F32(v) (v)
 #define STORE_F32(v) (v)
 
+/* ag[c] += EXPR for c < Cg, with the channel-group widths the models use (8, 16, 32, 64) as compile-time trip
+ * counts, so that each becomes a fixed run of vector instructions; the bilinear corners of one point are summed in
+ * one pass over the accumulator (one load and store of it instead of one per corner). */
+#define ACC_LOOP(N, EXPR)                                                                                          \
+    {                                                                                                              \
+        _Pragma("omp simd") for (int64_t c = 0; c < (N); c++) ag[c] += EXPR;                                       \
+    }
+#define ACC_SWITCH(EXPR)                                                                                           \
+    switch (Cg) {                                                                                                  \
+    case 8: ACC_LOOP(8, EXPR) break;                                                                               \
+    case 16: ACC_LOOP(16, EXPR) break;                                                                             \
+    case 32: ACC_LOOP(32, EXPR) break;                                                                             \
+    case 64: ACC_LOOP(64, EXPR) break;                                                                             \
+    default: ACC_LOOP(Cg, EXPR)                                                                                    \
+    }
+
 /* mode 0: DCNv3, offsets (B, H, W, G, P, 2) as (dx, dy);  mode 1 / 2: strip along x / y, offsets (B, H, W, G, P)
  * added to u / v.  base: (H, W, P, 2) float32 pixel positions for zero offsets.  pos = base + scale * offset.
  * logits: (B, H, W, G, P) or NULL (weights 1).  acc: caller's scratch of C floats per thread (here on the stack). */
@@ -193,11 +209,29 @@ static inline uint16_t f32_to_bf16(float f) {
                         float wt[4], ax, ay;                                                                       \
                         if (!footprint(u, v, H, W, idx, wt, &ax, &ay)) continue;                                   \
                         const float m = logits ? mw[p] : 1.0f;                                                     \
+                        const T *sp[4];                                                                            \
+                        float sw[4];                                                                               \
+                        int n = 0;                                                                                 \
                         for (int k = 0; k < 4; k++) {                                                              \
                             const float w = wt[k] * m;                                                             \
                             if (idx[k] < 0 || w == 0.0f) continue;                                                 \
-                            const T *src = xg + idx[k] * C;                                                        \
-                            _Pragma("omp simd") for (int64_t c = 0; c < Cg; c++) ag[c] += w * LOAD(src[c]);        \
+                            sp[n] = xg + idx[k] * C;                                                               \
+                            sw[n++] = w;                                                                           \
+                        }                                                                                          \
+                        if (n == 4) {                                                                              \
+                            const T *s0 = sp[0], *s1 = sp[1], *s2 = sp[2], *s3 = sp[3];                            \
+                            const float w0 = sw[0], w1 = sw[1], w2 = sw[2], w3 = sw[3];                            \
+                            ACC_SWITCH(w0 * LOAD(s0[c]) + w1 * LOAD(s1[c]) + w2 * LOAD(s2[c]) + w3 * LOAD(s3[c]))  \
+                        } else if (n == 2) {                                                                       \
+                            const T *s0 = sp[0], *s1 = sp[1];                                                      \
+                            const float w0 = sw[0], w1 = sw[1];                                                    \
+                            ACC_SWITCH(w0 * LOAD(s0[c]) + w1 * LOAD(s1[c]))                                       \
+                        } else {                                                                                   \
+                            for (int k = 0; k < n; k++) {                                                          \
+                                const T *s0 = sp[k];                                                               \
+                                const float w0 = sw[k];                                                            \
+                                ACC_SWITCH(w0 * LOAD(s0[c]))                                                       \
+                            }                                                                                      \
                         }                                                                                          \
                     }                                                                                              \
                 }                                                                                                  \

@@ -57,6 +57,24 @@ def _run_all(path, x, off, logits, strip, weights, k, g, d, scale, grad=True):
         return ys, list(torch.autograd.grad(loss, leaves))
 
 
+def _off_kinks(off, strip, k, g, d, scale, eps=1e-4):
+    """Masks of the offsets whose sampling coordinate is more than ``eps`` px from an integer (away from the kinks
+    of bilinear sampling), for the DCNv3 offsets (point p = x-tap * K + y-tap, each (dx, dy)) and the strip
+    offsets (tap i, along the strip's axis); the integer pixel index itself does not change the fraction."""
+    pad = d * (k - 1) // 2
+    taps = torch.arange(k, dtype=torch.float64) * d - pad
+    tx = taps.repeat_interleave(k)  # x tap of each DCNv3 point
+    ty = taps.repeat(k)
+    o = off.double().reshape(*off.shape[:3], g, k * k, 2)
+    px = (tx + o[..., 0]) * scale
+    py = (ty + o[..., 1]) * scale
+    far = lambda t: (t - t.round()).abs() > eps  # noqa: E731
+    dcn = torch.stack((far(px), far(py)), -1).reshape(off.shape)
+    so = strip.double().reshape(*strip.shape[:3], g, k)
+    ps = (torch.arange(k, dtype=torch.float64) * d + so) * scale - pad
+    return {"offset": dcn, "strip offset": far(ps).reshape(strip.shape)}
+
+
 shapes = st.tuples(
     st.integers(1, 2),  # batch
     st.integers(1, 11),  # height
@@ -81,12 +99,15 @@ def test_fused_paths_equal_reference_values_and_gradients(case):
         ys, gs = _run_all(path, x, off, logits, strip, weights, k, g, d, scale)
         for name, a, r in zip(("dcnv3", "strip x", "strip y"), ys, ref_y):
             torch.testing.assert_close(a, r, rtol=1e-5, atol=2e-5, msg=lambda m: f"{path} {name}: {m}")
+        smooth = _off_kinks(off, strip, k, g, d, scale)
         for name, a, r in zip(("x", "offset", "mask logits", "strip offset"), gs, ref_g):
-            if spread == 0 and "offset" in name:
-                # zero offsets put points exactly on pixel centres, where bilinear sampling has a kink: the
-                # derivative there is one-sided and which side grid_sample takes depends on the rounding of its
-                # normalised coordinates, so only the continuous gradients are compared in that case
-                continue
+            if "offset" in name:
+                # a point exactly on a pixel centre sits on a kink of bilinear sampling: the derivative there is
+                # one-sided and which side grid_sample takes depends on the rounding of its normalised coordinates,
+                # so offsets whose coordinate is within 1e-4 px of an integer (all of them when spread == 0) are
+                # left out of the comparison
+                keep = smooth[name]
+                a, r = a[keep], r[keep]
             torch.testing.assert_close(a, r, rtol=1e-4, atol=1e-4, msg=lambda m: f"{path} grad {name}: {m}")
         with torch.no_grad():  # inference: the positions and the softmax are built inside the kernel
             ys, _ = _run_all(path, x, off, logits, strip, weights, k, g, d, scale, grad=False)
