@@ -283,8 +283,8 @@ def dysample_infer(x: torch.Tensor, offset: torch.Tensor, offset_scale: float, s
     memory format.
 
     Args:
-        x: (B, C, H, W), channel-first or channels-last memory (so is ``offset``); float32 or bfloat16 (read and written in that
-            dtype, float32 arithmetic), other dtypes run in float32.
+        x: (B, C, H, W), channel-first or channels-last memory (so may ``offset`` be); float32 or bfloat16 (read
+            and written in that dtype, float32 arithmetic), other dtypes run in float32.
         offset: the raw offset-conv output (B, 2*G*s*s, H, W); positions are ``offset_scale * offset`` plus
             DySample's initial sub-pixel positions, relative to each input pixel (see ``ops.dysample``).
     """
