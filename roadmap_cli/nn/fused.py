@@ -242,6 +242,11 @@ class _CpuSample(torch.autograd.Function):
 MODES = {"dcnv3": 0, "x": 1, "y": 2}
 
 
+def _kernel_dtype(x: torch.Tensor) -> torch.dtype:
+    """The storage dtype the inference kernels run in for ``x``: bfloat16 as is, anything else as float32."""
+    return torch.bfloat16 if x.dtype == torch.bfloat16 else torch.float32
+
+
 def infer(x: torch.Tensor, offset: torch.Tensor, base: torch.Tensor, scale: float, mode: str,
           logits: torch.Tensor | None) -> torch.Tensor:
     """Inference-only CPU kernel: positions ``base + scale * offset`` and weights ``softmax(logits)`` built inside it.
@@ -258,7 +263,7 @@ def infer(x: torch.Tensor, offset: torch.Tensor, base: torch.Tensor, scale: floa
     g, p = offset.shape[3], offset.shape[4]
     if base.dtype != torch.float32 or base.numel() != h * w * p * 2:
         raise ValueError(f"base grid must be float32 with {h * w * p * 2} values")
-    dt = torch.bfloat16 if x.dtype == torch.bfloat16 else torch.float32
+    dt = _kernel_dtype(x)
     xs = x.to(dt).contiguous()
     off = offset.to(dt).contiguous()
     lg = None if logits is None else logits.to(dt).contiguous()
@@ -290,7 +295,7 @@ def dysample_infer(x: torch.Tensor, offset: torch.Tensor, offset_scale: float, s
     """
     lib = load_kernel()
     b, c, h, w = x.shape
-    dt = torch.bfloat16 if x.dtype == torch.bfloat16 else torch.float32
+    dt = _kernel_dtype(x)
     xs, off = _dense(x.to(dt)), _dense(offset.to(dt))
     if off.shape != (b, 2 * groups * scale * scale, h, w):
         raise ValueError(f"offset must have shape {(b, 2 * groups * scale * scale, h, w)}, got {tuple(off.shape)}")

@@ -59,20 +59,16 @@ def _run_all(path, x, off, logits, strip, weights, k, g, d, scale, grad=True):
 
 def _off_kinks(off, strip, k, g, d, scale, eps=1e-4):
     """Masks of the offsets whose sampling coordinate is more than ``eps`` px from an integer (away from the kinks
-    of bilinear sampling), for the DCNv3 offsets (point p = x-tap * K + y-tap, each (dx, dy)) and the strip
-    offsets (tap i, along the strip's axis); the integer pixel index itself does not change the fraction."""
-    pad = d * (k - 1) // 2
-    taps = torch.arange(k, dtype=torch.float64) * d - pad
-    tx = taps.repeat_interleave(k)  # x tap of each DCNv3 point
-    ty = taps.repeat(k)
-    o = off.double().reshape(*off.shape[:3], g, k * k, 2)
-    px = (tx + o[..., 0]) * scale
-    py = (ty + o[..., 1]) * scale
+    of bilinear sampling), for the DCNv3 offsets (each (dx, dy)) and the strip offsets (along the strip's axis):
+    position = the operators' own zero-offset base grid + offset * scale."""
+    b, h, w = off.shape[:3]
+    cpu = torch.device("cpu")
+    base = ops._dcnv3_base(h, w, k, d, float(scale), cpu, torch.float64)  # (H, W, 1, K*K, 2)
+    pos = base + off.double().reshape(b, h, w, g, k * k, 2) * scale
+    along = ops._strip_base(h, w, k, d, float(scale), "x", cpu, torch.float64)[..., 0]  # the x strip's taps
+    spos = along + strip.double().reshape(b, h, w, g, k) * scale
     far = lambda t: (t - t.round()).abs() > eps  # noqa: E731
-    dcn = torch.stack((far(px), far(py)), -1).reshape(off.shape)
-    so = strip.double().reshape(*strip.shape[:3], g, k)
-    ps = (torch.arange(k, dtype=torch.float64) * d + so) * scale - pad
-    return {"offset": dcn, "strip offset": far(ps).reshape(strip.shape)}
+    return {"offset": far(pos).reshape(off.shape), "strip offset": far(spos).reshape(strip.shape)}
 
 
 shapes = st.tuples(
@@ -360,7 +356,7 @@ def test_dysample_bf16_kernel_matches_reference_on_the_same_bf16_inputs(case):
     torch.testing.assert_close(got.float(), ref, rtol=2 ** -7, atol=2 ** -7 * max(1.0, ref.abs().max().item()))
 
 
-def test_dysample_layer_takes_the_kernel_in_inference_and_the_reference_in_training():
+def test_dysample_layer_takes_the_kernel_in_inference_and_the_reference_in_training(monkeypatch):
     """``DySample.sample`` gives the reference's values either way; under autograd it must keep the reference
     (the kernel has no backward), so parameter gradients exist."""
     from roadmap_cli.nn.layers import DySample
@@ -368,16 +364,13 @@ def test_dysample_layer_takes_the_kernel_in_inference_and_the_reference_in_train
     up = DySample(8, 2, 4)
     torch.nn.init.normal_(up.offset.weight, std=1.0)
     x = torch.randn(2, 8, 7, 11)
+    calls = []
+    orig = fused.dysample_infer
     with torch.no_grad():
         with use_path("reference"):
             ref = up(x)
-        calls = []
-        orig = fused.dysample_infer
-        fused.dysample_infer = lambda *a, **k: calls.append(1) or orig(*a, **k)
-        try:
-            got = up(x)
-        finally:
-            fused.dysample_infer = orig
+        monkeypatch.setattr(fused, "dysample_infer", lambda *a, **k: calls.append(1) or orig(*a, **k))
+        got = up(x)
     assert calls, "inference did not take the kernel"
     torch.testing.assert_close(got, ref, rtol=1e-5, atol=1e-5)
     y = up(x)
