@@ -161,78 +161,120 @@ static inline uint16_t f32_to_bf16(float f) {
     default: ACC_LOOP(Cg, EXPR)                                                                                    \
     }
 
+/* expf for the softmax (x <= 0 there), written so that a loop over points vectorises: Cody-Waite range reduction
+ * to r in [-ln2/2, ln2/2], Cephes' degree-7 polynomial, 2^n through the exponent bits.  Within 2 ulp of expf on
+ * [-87, 0]; below -87 it returns 2^-126 instead of a denormal or 0 (a weight of 1e-38 next to one of >= 1/P). */
+static inline float exp_simd(float x) {
+    x = x < -87.0f ? -87.0f : (x > 88.0f ? 88.0f : x);
+    const float n = floorf(x * 1.44269504088896341f + 0.5f);
+    const float r = (x - n * 0.693359375f) + n * 2.12194440e-4f;
+    float p = 1.9875691500e-4f;
+    p = p * r + 1.3981999507e-3f;
+    p = p * r + 8.3334519073e-3f;
+    p = p * r + 4.1665795894e-2f;
+    p = p * r + 1.6666665459e-1f;
+    p = p * r + 5.0000001201e-1f;
+    p = p * r * r + r + 1.0f;
+    const int32_t e = ((int32_t)n + 127) << 23;
+    float two_n;
+    memcpy(&two_n, &e, sizeof two_n);
+    return p * two_n;
+}
+
+/* Phase one of DEFINE_INFER for one pixel: every point's four bilinear corners (element offset into the group's
+ * plane, -1 outside the image) and weights (mask folded in, all 0 for a point outside), in loops the compiler
+ * vectorises: no branches, no library calls (floor and clamps by hand); one copy per offset mode. */
+#define POINT_LOOP(UEXPR, VEXPR)                                                                                       \
+    for (int64_t g = 0; g < G; g++) {                                                                                  \
+        _Pragma("omp simd") for (int64_t p = 0; p < P; p++) {                                                          \
+            const int64_t q = g * P + p;                                                                               \
+            const float u = (UEXPR), v = (VEXPR);                                                                      \
+            /* u == -1 samples nothing; false for NaN too */                                                           \
+            const int inside = (u >= -1.0f) & (u < fW) & (v >= -1.0f) & (v < fH);                                      \
+            /* clamped so that the conversions below are defined for every lane (NaN -> -2) */                         \
+            const float u1 = u > -2.0f ? u : -2.0f, v1 = v > -2.0f ? v : -2.0f;                                        \
+            const float uc = u1 < fW ? u1 : fW, vc = v1 < fH ? v1 : fH;                                                \
+            const float tu = (float)(int32_t)uc, tv = (float)(int32_t)vc;                                              \
+            const float fu = tu > uc ? tu - 1.0f : tu, fv = tv > vc ? tv - 1.0f : tv; /* floor */                      \
+            const int64_t x0 = (int64_t)fu, y0 = (int64_t)fv;                                                          \
+            const float a = uc - fu, c = vc - fv;                                                                      \
+            const float mq = mw[q];                                                                                    \
+            const float m = inside ? mq : 0.0f;                                                                        \
+            w0[q] = m * (1.0f - a) * (1.0f - c);                                                                       \
+            w1[q] = m * a * (1.0f - c);                                                                                \
+            w2[q] = m * (1.0f - a) * c;                                                                                \
+            w3[q] = m * a * c;                                                                                         \
+            const int vx0 = x0 >= 0, vx1 = x0 + 1 < W, vy0 = y0 >= 0, vy1 = y0 + 1 < H;                                \
+            const int64_t e00 = (y0 * W + x0) * C;                                                                     \
+            i0[q] = (vx0 & vy0) ? e00 : -1;                                                                            \
+            i1[q] = (vx1 & vy0) ? e00 + C : -1;                                                                        \
+            i2[q] = (vx0 & vy1) ? e00 + W * C : -1;                                                                    \
+            i3[q] = (vx1 & vy1) ? e00 + W * C + C : -1;                                                                \
+        }                                                                                                              \
+    }
+
 /* mode 0: DCNv3, offsets (B, H, W, G, P, 2) as (dx, dy);  mode 1 / 2: strip along x / y, offsets (B, H, W, G, P)
  * added to u / v.  base: (H, W, P, 2) float32 pixel positions for zero offsets.  pos = base + scale * offset.
- * logits: (B, H, W, G, P) or NULL (weights 1).  acc: caller's scratch of C floats per thread (here on the stack). */
+ * logits: (B, H, W, G, P) or NULL (weights 1).
+ * Per output pixel, in two passes: first, for all G*P points at once (loops the compiler vectorises, no branches),
+ * the softmax weights, positions, and the four bilinear corners of each point as an element offset into x (-1
+ * outside the image) and a weight (mask folded in, 0 for a point outside);  then the weighted corner sums into a
+ * float32 accumulator of C channels, corners outside the image read from a row of zeros (so, as in grid_sample's
+ * zero padding, a non-finite value at some other pixel never enters). */
 #define DEFINE_INFER(NAME, T, LOAD, STORE)                                                                        \
     void NAME(const T *x, const T *off, const float *base, float scale, int64_t mode, const T *logits, T *out,     \
               int64_t H, int64_t W, int64_t C, int64_t G, int64_t P, int64_t row0, int64_t row1) {                 \
-        const int64_t Cg = C / G;                                                                                  \
+        const int64_t Cg = C / G, GP = G * P;                                                                      \
         const int64_t per_pt = mode == 0 ? 2 : 1;                                                                  \
+        const float fW = (float)W, fH = (float)H;                                                                  \
         float acc[C];                                                                                              \
-        float mw[P];                                                                                               \
+        T zrow[Cg];                                                                                                \
+        memset(zrow, 0, sizeof zrow); /* all-zero bits: +0.0 in float32 and in bfloat16 */                         \
+        float mw[GP], w0[GP], w1[GP], w2[GP], w3[GP];                                                              \
+        int64_t i0[GP], i1[GP], i2[GP], i3[GP];                                                                    \
+        if (!logits)                                                                                               \
+            for (int64_t q = 0; q < GP; q++) mw[q] = 1.0f;                                                         \
         for (int64_t r = row0; r < row1; r++) {                                                                    \
             const int64_t b = r / H, i = r % H;                                                                    \
             const T *xb = x + b * H * W * C;                                                                       \
             for (int64_t j = 0; j < W; j++) {                                                                      \
                 const int64_t o = r * W + j;                                                                       \
                 const float *bp = base + (i * W + j) * P * 2;                                                      \
+                const T *op = off + o * GP * per_pt;                                                               \
+                if (logits) {                                                                                      \
+                    const T *lp = logits + o * GP;                                                                 \
+                    for (int64_t g = 0; g < G; g++) {                                                              \
+                        float mx = -INFINITY, sum = 0.0f;                                                          \
+                        for (int64_t p = 0; p < P; p++) {                                                          \
+                            const float l = LOAD(lp[g * P + p]);                                                   \
+                            mx = l > mx ? l : mx;                                                                  \
+                        }                                                                                          \
+                        _Pragma("omp simd reduction(+ : sum)") for (int64_t p = 0; p < P; p++) {                   \
+                            const float e = exp_simd(LOAD(lp[g * P + p]) - mx);                                    \
+                            mw[g * P + p] = e;                                                                     \
+                            sum += e;                                                                              \
+                        }                                                                                          \
+                        const float inv = 1.0f / sum;                                                              \
+                        _Pragma("omp simd") for (int64_t p = 0; p < P; p++) mw[g * P + p] *= inv;                  \
+                    }                                                                                              \
+                }                                                                                                  \
+                switch (mode) {                                                                                    \
+                case 0:                                                                                            \
+                    POINT_LOOP(bp[2 * p] + scale * LOAD(op[2 * q]), bp[2 * p + 1] + scale * LOAD(op[2 * q + 1]))   \
+                    break;                                                                                         \
+                case 1: POINT_LOOP(bp[2 * p] + scale * LOAD(op[q]), bp[2 * p + 1]) break;                           \
+                default: POINT_LOOP(bp[2 * p], bp[2 * p + 1] + scale * LOAD(op[q]))                                 \
+                }                                                                                                  \
                 memset(acc, 0, (size_t)C * sizeof(float));                                                         \
                 for (int64_t g = 0; g < G; g++) {                                                                  \
                     float *ag = acc + g * Cg;                                                                      \
                     const T *xg = xb + g * Cg;                                                                     \
-                    const T *op = off + (o * G + g) * P * per_pt;                                                  \
-                    if (logits) {                                                                                  \
-                        const T *lp = logits + (o * G + g) * P;                                                    \
-                        float mx = -INFINITY, sum = 0.0f;                                                          \
-                        for (int64_t p = 0; p < P; p++) {                                                          \
-                            mw[p] = LOAD(lp[p]);                                                                   \
-                            if (mw[p] > mx) mx = mw[p];                                                            \
-                        }                                                                                          \
-                        for (int64_t p = 0; p < P; p++) {                                                          \
-                            mw[p] = expf(mw[p] - mx);                                                              \
-                            sum += mw[p];                                                                          \
-                        }                                                                                          \
-                        for (int64_t p = 0; p < P; p++) mw[p] /= sum;                                              \
-                    }                                                                                              \
-                    for (int64_t p = 0; p < P; p++) {                                                              \
-                        float u = bp[2 * p], v = bp[2 * p + 1];                                                    \
-                        if (mode == 0) {                                                                           \
-                            u += scale * LOAD(op[2 * p]);                                                          \
-                            v += scale * LOAD(op[2 * p + 1]);                                                      \
-                        } else if (mode == 1) {                                                                    \
-                            u += scale * LOAD(op[p]);                                                              \
-                        } else {                                                                                   \
-                            v += scale * LOAD(op[p]);                                                              \
-                        }                                                                                          \
-                        int64_t idx[4];                                                                            \
-                        float wt[4], ax, ay;                                                                       \
-                        if (!footprint(u, v, H, W, idx, wt, &ax, &ay)) continue;                                   \
-                        const float m = logits ? mw[p] : 1.0f;                                                     \
-                        const T *sp[4];                                                                            \
-                        float sw[4];                                                                               \
-                        int n = 0;                                                                                 \
-                        for (int k = 0; k < 4; k++) {                                                              \
-                            const float w = wt[k] * m;                                                             \
-                            if (idx[k] < 0 || w == 0.0f) continue;                                                 \
-                            sp[n] = xg + idx[k] * C;                                                               \
-                            sw[n++] = w;                                                                           \
-                        }                                                                                          \
-                        if (n == 4) {                                                                              \
-                            const T *s0 = sp[0], *s1 = sp[1], *s2 = sp[2], *s3 = sp[3];                            \
-                            const float w0 = sw[0], w1 = sw[1], w2 = sw[2], w3 = sw[3];                            \
-                            ACC_SWITCH(w0 * LOAD(s0[c]) + w1 * LOAD(s1[c]) + w2 * LOAD(s2[c]) + w3 * LOAD(s3[c]))  \
-                        } else if (n == 2) {                                                                       \
-                            const T *s0 = sp[0], *s1 = sp[1];                                                      \
-                            const float w0 = sw[0], w1 = sw[1];                                                    \
-                            ACC_SWITCH(w0 * LOAD(s0[c]) + w1 * LOAD(s1[c]))                                       \
-                        } else {                                                                                   \
-                            for (int k = 0; k < n; k++) {                                                          \
-                                const T *s0 = sp[k];                                                               \
-                                const float w0 = sw[k];                                                            \
-                                ACC_SWITCH(w0 * LOAD(s0[c]))                                                       \
-                            }                                                                                      \
-                        }                                                                                          \
+                    for (int64_t q = g * P; q < (g + 1) * P; q++) {                                                \
+                        if (w0[q] == 0.0f && w1[q] == 0.0f && w2[q] == 0.0f && w3[q] == 0.0f) continue;            \
+                        const T *s0 = i0[q] >= 0 ? xg + i0[q] : zrow, *s1 = i1[q] >= 0 ? xg + i1[q] : zrow;        \
+                        const T *s2 = i2[q] >= 0 ? xg + i2[q] : zrow, *s3 = i3[q] >= 0 ? xg + i3[q] : zrow;        \
+                        const float a0 = w0[q], a1 = w1[q], a2 = w2[q], a3 = w3[q];                                \
+                        ACC_SWITCH(a0 * LOAD(s0[c]) + a1 * LOAD(s1[c]) + a2 * LOAD(s2[c]) + a3 * LOAD(s3[c]))      \
                     }                                                                                              \
                 }                                                                                                  \
                 T *dst = out + o * C;                                                                              \
@@ -311,3 +353,60 @@ DEFINE_INFER(deform_infer_bf16, uint16_t, bf16_to_f32, f32_to_bf16)
 
 DEFINE_DYSAMPLE(dysample_infer_f32, float, LOAD_F32, STORE_F32)
 DEFINE_DYSAMPLE(dysample_infer_bf16, uint16_t, bf16_to_f32, f32_to_bf16)
+
+/* ---- threading: one OpenMP team per call ----
+ *
+ * NAME_par(args..., total, nthreads) runs NAME(args..., start, stop) on nthreads threads over [0, total), thread t
+ * taking [total*t/n, total*(t+1)/n): the same split as the ctypes thread pool in fused.py, so the same bits.  Built
+ * with -fopenmp the calls run on the OpenMP runtime already loaded in the process (torch's libgomp, same soname),
+ * so no second pool spins against torch's between ops; without OpenMP (kernel_has_openmp() == 0) fused.py splits
+ * the work on its own threads instead. */
+#ifdef _OPENMP
+#include <omp.h>
+int kernel_has_openmp(void) { return 1; }
+#define PAR_RANGE(CALL)                                                                                            \
+    _Pragma("omp parallel num_threads((int)nthreads)") {                                                           \
+        const int64_t n_ = omp_get_num_threads(), t_ = omp_get_thread_num();                                       \
+        const int64_t start = total * t_ / n_, stop = total * (t_ + 1) / n_;                                       \
+        CALL;                                                                                                      \
+    }
+#else
+int kernel_has_openmp(void) { return 0; }
+#define PAR_RANGE(CALL)                                                                                            \
+    {                                                                                                              \
+        (void)nthreads;                                                                                            \
+        const int64_t start = 0, stop = total;                                                                     \
+        CALL;                                                                                                      \
+    }
+#endif
+
+void deform_forward_par(const float *x, const float *pos, const float *mask, float *out, int64_t H, int64_t W,
+                        int64_t C, int64_t G, int64_t P, int64_t total, int64_t nthreads) {
+    PAR_RANGE(deform_forward(x, pos, mask, out, H, W, C, G, P, start, stop))
+}
+
+void deform_backward_par(const float *x, const float *pos, const float *mask, const float *grad_out, float *grad_x,
+                         float *grad_pos, float *grad_mask, int64_t B, int64_t H, int64_t W, int64_t C, int64_t G,
+                         int64_t P, int64_t total, int64_t nthreads) {
+    PAR_RANGE(deform_backward(x, pos, mask, grad_out, grad_x, grad_pos, grad_mask, B, H, W, C, G, P, start, stop))
+}
+
+#define DEFINE_INFER_PAR(NAME, T)                                                                                 \
+    void NAME##_par(const T *x, const T *off, const float *base, float scale, int64_t mode, const T *logits,      \
+                    T *out, int64_t H, int64_t W, int64_t C, int64_t G, int64_t P, int64_t total,                  \
+                    int64_t nthreads) {                                                                            \
+        PAR_RANGE(NAME(x, off, base, scale, mode, logits, out, H, W, C, G, P, start, stop))                        \
+    }
+DEFINE_INFER_PAR(deform_infer_f32, float)
+DEFINE_INFER_PAR(deform_infer_bf16, uint16_t)
+
+#define DEFINE_DYSAMPLE_PAR(NAME, T)                                                                              \
+    void NAME##_par(const T *x, const T *off, float off_scale, T *out, float bias, int64_t reduce, int64_t sb,    \
+                    int64_t sc, int64_t sh, int64_t sw, int64_t ob_, int64_t oc, int64_t oh, int64_t ow,           \
+                    int64_t yb, int64_t yc, int64_t yh, int64_t yw, int64_t H, int64_t W, int64_t C, int64_t G,    \
+                    int64_t S, int64_t total, int64_t nthreads) {                                                  \
+        PAR_RANGE(NAME(x, off, off_scale, out, bias, reduce, sb, sc, sh, sw, ob_, oc, oh, ow, yb, yc, yh, yw, H, W, \
+                       C, G, S, start, stop))                                                                      \
+    }
+DEFINE_DYSAMPLE_PAR(dysample_infer_f32, float)
+DEFINE_DYSAMPLE_PAR(dysample_infer_bf16, uint16_t)

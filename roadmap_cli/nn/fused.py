@@ -38,7 +38,11 @@ import torch
 from .. import settings
 
 SOURCE = Path(__file__).with_name("deform_kernel.c")
-CFLAGS = ("-O3", "-march=native", "-fopenmp-simd", "-std=c99", "-shared", "-fPIC")
+CFLAGS = ("-O3", "-march=native", "-std=c99", "-shared", "-fPIC")
+# Tried in order: with OpenMP the kernel splits its work on the OpenMP runtime torch already runs (no second thread
+# pool spinning against it: 16 % off roadmap-compact's bf16 forward, BENCHMARKS); a compiler without OpenMP still
+# vectorises ("-fopenmp-simd") and fused.py splits the work on its own threads.
+THREAD_FLAGS = (("-fopenmp",), ("-fopenmp-simd",))
 
 _lock = threading.Lock()
 _loaded: dict = {}  # kernel path -> (library or None, error or None), one attempt per path and process
@@ -70,7 +74,8 @@ def _cpu_signature() -> str:
 @lru_cache(maxsize=8)
 def _kernel_key(compiler: str) -> str:
     key = hashlib.sha256()
-    for part in (SOURCE.read_bytes(), compiler.encode(), " ".join(CFLAGS).encode(), _cpu_signature().encode()):
+    flags = " ".join(CFLAGS + tuple(f for alt in THREAD_FLAGS for f in alt))
+    for part in (SOURCE.read_bytes(), compiler.encode(), flags.encode(), _cpu_signature().encode()):
         key.update(part)
         key.update(b"\0")
     return key.hexdigest()[:16]
@@ -86,11 +91,14 @@ def _build(path: Path) -> None:
     fd, tmp = tempfile.mkstemp(prefix=path.stem + ".", suffix=".so.part", dir=path.parent)
     os.close(fd)
     try:
-        cmd = [settings.c_compiler(), *CFLAGS, "-o", tmp, str(SOURCE), "-lm"]
-        try:
-            res = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
-        except (OSError, subprocess.TimeoutExpired) as e:
-            raise RuntimeError(f"cannot run the C compiler {settings.c_compiler()!r}: {e}") from None
+        for threads in THREAD_FLAGS:
+            cmd = [settings.c_compiler(), *CFLAGS, *threads, "-o", tmp, str(SOURCE), "-lm"]
+            try:
+                res = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+            except (OSError, subprocess.TimeoutExpired) as e:
+                raise RuntimeError(f"cannot run the C compiler {settings.c_compiler()!r}: {e}") from None
+            if not res.returncode:
+                break
         if res.returncode:
             first = (res.stderr.strip().splitlines() or ["(no message)"])[0]
             raise RuntimeError(f"{settings.c_compiler()} failed building {SOURCE.name}: {first}")
@@ -118,18 +126,19 @@ def load_kernel() -> ctypes.CDLL | None:
             _lib_error = str(e).splitlines()[0] if str(e) else type(e).__name__
         if lib is not None:
             p, i64 = ctypes.c_void_p, ctypes.c_int64
-            lib.deform_forward.argtypes = [p, p, p, p] + [i64] * 7
-            lib.deform_forward.restype = None
-            lib.deform_backward.argtypes = [p] * 7 + [i64] * 8
-            lib.deform_backward.restype = None
-            for name in ("deform_infer_f32", "deform_infer_bf16"):
-                fn = getattr(lib, name)
-                fn.argtypes = [p, p, p, ctypes.c_float, i64, p, p] + [i64] * 7
-                fn.restype = None
-            for name in ("dysample_infer_f32", "dysample_infer_bf16"):
-                fn = getattr(lib, name)
-                fn.argtypes = [p, p, ctypes.c_float, p, ctypes.c_float] + [i64] * 20
-                fn.restype = None
+            signatures = {
+                "deform_forward": [p, p, p, p] + [i64] * 7,
+                "deform_backward": [p] * 7 + [i64] * 8,
+                "deform_infer_f32": [p, p, p, ctypes.c_float, i64, p, p] + [i64] * 7,
+                "deform_infer_bf16": [p, p, p, ctypes.c_float, i64, p, p] + [i64] * 7,
+                "dysample_infer_f32": [p, p, ctypes.c_float, p, ctypes.c_float] + [i64] * 20,
+                "dysample_infer_bf16": [p, p, ctypes.c_float, p, ctypes.c_float] + [i64] * 20,
+            }
+            # each NAME(..., start, stop) has NAME_par(..., total, nthreads): the same argument types
+            for name, argtypes in signatures.items():
+                for fn in (getattr(lib, name), getattr(lib, name + "_par")):
+                    fn.argtypes, fn.restype = argtypes, None
+            lib.kernel_has_openmp.argtypes, lib.kernel_has_openmp.restype = [], ctypes.c_int
         _loaded[path] = (lib, _lib_error)
         return lib
 
@@ -182,12 +191,27 @@ def status(device: str = "cpu") -> str:
     return f"reference pure-PyTorch ({why})"
 
 
+def _in_forked_child() -> None:
+    global _forked
+    _forked = True
+
+
+_forked = False  # set in a forked child: its copy of the OpenMP runtime may hold threads that do not exist there
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_in_forked_child)
+
+
 def _run(fn, total: int, args: tuple) -> None:
-    """Call ``fn(*args, start, stop)`` over ``range(total)`` split across torch's thread count."""
+    """Call ``fn(*args, start, stop)`` over ``range(total)`` split across torch's thread count: on the kernel's
+    OpenMP team (``fn``'s ``_par`` twin) when it has one and this is not a forked child, else on our own threads."""
     global _pool, _pool_size
     n = max(1, min(torch.get_num_threads(), total))
     if n == 1:
         fn(*args, 0, total)
+        return
+    lib = load_kernel()
+    if not _forked and lib is not None and lib.kernel_has_openmp():
+        getattr(lib, fn.__name__ + "_par")(*args, total, n)
         return
     with _lock:
         if _pool is None or _pool_size != (n, os.getpid()):  # a forked child has the pool but not its threads

@@ -429,3 +429,75 @@ def test_deformable_references_build_positions_in_float32_for_bf16_inputs(op):
     got = run(*args)
     assert got.dtype == torch.bfloat16
     torch.testing.assert_close(got.float(), want, rtol=2 ** -6, atol=2 ** -6 * want.abs().max().item())
+
+
+def _all_kernel_outputs():
+    """Every kernel entry point on one input set: training forward and backward (values, gradients), inference
+    (float32, bfloat16) and DySample (plain and head)."""
+    x, off, logits, strip, weights = _inputs(8, 2, 19, 14, 4, 8, 3, 3.0)
+    ys, gs = _run_all("cpu-kernel", x, off, logits, strip, weights, 3, 4, 1, 1.0)
+    outs = ys + gs
+    with torch.no_grad():
+        for dt in (torch.float32, torch.bfloat16):
+            yi, _ = _run_all("cpu-kernel", x.to(dt), off.to(dt), logits.to(dt), strip.to(dt), weights, 3, 4, 1, 1.0,
+                             grad=False)
+            outs += yi
+    gen = torch.Generator().manual_seed(9)
+    xd, raw = torch.randn(2, 8, 13, 17, generator=gen), torch.randn(2, 32, 13, 17, generator=gen) * 4
+    outs += [fused.dysample_infer(xd, raw, 0.25, 2, 4), fused.dysample_infer(xd.bfloat16(), raw.bfloat16(), 0.25, 2,
+                                                                             4, 0.5)]
+    return outs
+
+
+def test_openmp_team_and_own_threads_give_the_same_bits(monkeypatch):
+    """With OpenMP the kernels split their rows on the runtime's team, in a forked child (or without OpenMP) on
+    fused.py's own threads; the split is the same, so are the bits, for every entry point and thread count."""
+    lib = fused.load_kernel()
+    calls = []
+    for name in ("deform_forward", "deform_backward", "deform_infer_f32", "deform_infer_bf16", "dysample_infer_f32",
+                 "dysample_infer_bf16"):
+        assert getattr(lib, name + "_par").argtypes == getattr(lib, name).argtypes
+    before = torch.get_num_threads()
+    try:
+        for n in (2, 3):
+            torch.set_num_threads(n)
+            monkeypatch.setattr(fused, "_forked", True)
+            monkeypatch.setattr(fused, "ThreadPoolExecutor", _counting_pool(calls))
+            monkeypatch.setattr(fused, "_pool", None)
+            own = _all_kernel_outputs()
+            assert calls, "the forked-child path did not use fused.py's threads"
+            monkeypatch.setattr(fused, "_forked", False)
+            team = _all_kernel_outputs()
+            assert len(own) == len(team) == 15
+            for a, b in zip(own, team):
+                assert torch.equal(a, b)
+    finally:
+        torch.set_num_threads(before)
+
+
+def _counting_pool(calls):
+    from concurrent.futures import ThreadPoolExecutor
+
+    def make(*a, **k):
+        calls.append(1)
+        return ThreadPoolExecutor(*a, **k)
+    return make
+
+
+def test_a_kernel_built_without_openmp_splits_on_its_own_threads(monkeypatch, tmp_path):
+    """A compiler without OpenMP: the build falls back to -fopenmp-simd and the same results come from fused.py's
+    own thread pool."""
+    want = _all_kernel_outputs()
+    monkeypatch.setenv("ROADMAP_HOME", str(tmp_path))
+    monkeypatch.setattr(fused, "THREAD_FLAGS", (("-fno-such-openmp-flag",), ("-fopenmp-simd",)))
+    fused._kernel_key.cache_clear()
+    monkeypatch.setattr(fused, "_pool", None)
+    try:
+        lib = fused.load_kernel()
+        assert lib is not None and lib.kernel_has_openmp() == 0
+        assert fused.kernel_path().parent == tmp_path / "kernels"
+        got = _all_kernel_outputs()
+    finally:
+        fused._kernel_key.cache_clear()
+    for a, b in zip(want, got):
+        assert torch.equal(a, b)

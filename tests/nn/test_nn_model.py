@@ -1,6 +1,8 @@
 """The Anchor-SAM network: parameter counts, data flow, switches, precision, checkpoints."""
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from roadmap_cli.errors import UserError
 from roadmap_cli.nn import build_model, count_parameters
@@ -210,3 +212,93 @@ def test_sam2_checkpoint_errors(tmp_path, tiny_cfg):
     torch.save({"model": {"foo": torch.zeros(1)}}, tmp_path / "nosam.pt")
     with pytest.raises(UserError, match="not a SAM2 checkpoint"):
         load_sam2_encoder(m, tmp_path / "nosam.pt")
+
+
+# ---------------------------------------------------------------- attention and the trunk's position embedding
+
+attention_cases = st.tuples(
+    st.integers(1, 3),  # batch (windows)
+    st.integers(1, 4),  # heads
+    st.integers(1, 70),  # queries
+    st.integers(1, 70),  # keys
+    st.sampled_from([8, 16, 32, 64]),  # head width
+    st.booleans(),  # additive bias (Swin's relative positions and shift mask)
+    st.sampled_from([0.5, 3.0, 12.0]),  # logit scale: 12 makes the softmax nearly one-hot
+    st.integers(0, 2**16),
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(attention_cases)
+def test_attention_matches_sdpa(case):
+    """``layers.attention``'s bf16 CPU path (matmul-softmax-matmul) against float32 SDPA on the same bf16 inputs,
+    and its float32 / autograd calls are SDPA itself."""
+    import torch.nn.functional as F
+
+    from roadmap_cli.nn.layers import attention
+    b, h, lq, lk, d, with_bias, spread, seed = case
+    gen = torch.Generator().manual_seed(seed)
+    q, k, v = (torch.randn(b, h, n, d, generator=gen) for n in (lq, lk, lk))
+    q = q * spread / d ** 0.25
+    k = k * spread / d ** 0.25
+    bias = torch.randn(1, h, lq, lk, generator=gen) * 2 if with_bias else None
+    q16, k16, v16 = q.bfloat16(), k.bfloat16(), v.bfloat16()
+    b16 = bias.bfloat16() if with_bias else None
+    want = F.scaled_dot_product_attention(q16.float(), k16.float(), v16.float(),
+                                          attn_mask=None if bias is None else b16.float())
+    with torch.no_grad():
+        got = attention(q16, k16, v16, b16)
+    assert got.dtype == torch.bfloat16 and got.shape == want.shape
+    # bf16 scores, probabilities and output: each a relative rounding of 2^-8, on values up to max |v|
+    tol = 2 ** -6 * (1 + spread ** 2 / 4) * v16.float().abs().max().item()
+    torch.testing.assert_close(got.float(), want, rtol=0, atol=tol)
+    assert torch.equal(attention(q, k, v, bias), F.scaled_dot_product_attention(q, k, v, attn_mask=bias))
+
+
+def test_attention_takes_sdpa_for_long_keys_and_under_autograd(monkeypatch):
+    import torch.nn.functional as F
+
+    from roadmap_cli.nn import layers
+    calls = []
+    orig = F.scaled_dot_product_attention
+    monkeypatch.setattr(layers.F, "scaled_dot_product_attention", lambda *a, **k: calls.append(1) or orig(*a, **k))
+    short = [torch.randn(1, 2, 16, 8).bfloat16() for _ in range(3)]
+    long = [torch.randn(1, 1, 4, 8).bfloat16(), *(torch.randn(1, 1, layers.SHORT_KEYS + 1, 8).bfloat16()
+                                                   for _ in range(2))]
+    with torch.no_grad():
+        layers.attention(*short)
+        assert not calls
+        layers.attention(*long)
+        assert len(calls) == 1
+    q = short[0].clone().requires_grad_()
+    layers.attention(q, *short[1:]).float().sum().backward()
+    assert len(calls) == 2 and q.grad is not None
+
+
+def test_trunk_position_embedding_is_cached_only_while_valid(tiny_cfg):
+    """The position embedding (a bicubic resize of the 7 x 7 grid) is computed once per token grid in inference,
+    recomputed when the size or the parameters change, and never cached when a gradient is wanted."""
+    torch.manual_seed(3)
+    m = build_model(tiny_cfg).eval()
+    trunk = m.encoder.trunk
+    fresh = lambda hw: type(trunk).__mro__[1]._get_pos_embed(trunk, hw)  # noqa: E731  sam2's own, uncached
+    with torch.no_grad():
+        a = trunk._get_pos_embed((16, 16))
+        assert trunk._get_pos_embed((16, 16)) is a
+        assert torch.equal(a, fresh((16, 16)))
+        b = trunk._get_pos_embed((8, 24))
+        assert b.shape[1:3] == (8, 24) and torch.equal(b, fresh((8, 24)))
+        x = torch.rand(1, 3, 64, 64)
+        y1 = m(x)
+        trunk.pos_embed.add_(0.5)  # new weights, same tensor
+        changed = trunk._get_pos_embed((16, 16))
+        assert not torch.equal(changed, a) and torch.equal(changed, fresh((16, 16)))
+        y2 = m(x)
+        assert not torch.equal(y1, y2)
+        other = build_model(tiny_cfg).eval()
+        other.load_state_dict(m.state_dict())
+        torch.testing.assert_close(other(x), y2, rtol=0, atol=0)
+    pos = trunk._get_pos_embed((16, 16))
+    assert pos.requires_grad  # computed afresh, part of the graph
+    pos.sum().backward()
+    assert trunk.pos_embed.grad is not None and trunk.pos_embed.grad.abs().sum() > 0
