@@ -52,9 +52,9 @@ def _hiera_classes():
 
         def _get_pos_embed(self, hw) -> torch.Tensor:
             big, window = self.pos_embed, self.pos_embed_window
-            if torch.is_grad_enabled() and (big.requires_grad or window.requires_grad):
-                return super()._get_pos_embed(hw)
             dev = big.device.type
+            if (torch.is_grad_enabled() and (big.requires_grad or window.requires_grad)) or dev not in ("cpu", "cuda"):
+                return super()._get_pos_embed(hw)  # ("meta" for FLOP counts has no autocast state to key on)
             key = (tuple(hw), big.device, big.data_ptr(), big._version, window.data_ptr(), window._version,
                    torch.is_inference_mode_enabled(), torch.is_autocast_enabled(dev), torch.get_autocast_dtype(dev))
             if self._pos_cache is None or self._pos_cache[0] != key:

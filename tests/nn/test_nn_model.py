@@ -302,3 +302,11 @@ def test_trunk_position_embedding_is_cached_only_while_valid(tiny_cfg):
     assert pos.requires_grad  # computed afresh, part of the graph
     pos.sum().backward()
     assert trunk.pos_embed.grad is not None and trunk.pos_embed.grad.abs().sum() > 0
+
+
+def test_forward_on_the_meta_device_for_counting(tiny_cfg):
+    """``benchmarks/bench_model.py`` counts FLOPs on the meta device: no weights, no compute, shapes only."""
+    m = build_model(tiny_cfg, "meta").eval()
+    with torch.no_grad():
+        y = m(torch.empty(1, 3, 64, 64, device="meta"))
+    assert y.device.type == "meta" and y.shape == (1, 1, 64, 64)
