@@ -6,9 +6,10 @@ zero outside the image).  ``ops`` builds the positions from the learned offsets 
 calls :func:`sample`, which runs
 
 * on the CPU: ``deform_kernel.c``, compiled once per machine with the system C compiler (``ROADMAP_CC``, default
-  ``cc``) into ``$ROADMAP_HOME/kernels/`` and called through ``ctypes`` on torch's thread count (the calls release
-  the GIL; rows / channel groups are split so that no two threads write the same memory, hence the same bits
-  whatever the thread count);
+  ``cc``) into ``$ROADMAP_HOME/kernels/`` and called through ``ctypes`` on torch's thread count: on the OpenMP
+  runtime torch already runs when the compiler has OpenMP (so no second thread pool spins against torch's), else
+  (and in forked children) on threads of our own, the calls releasing the GIL; either way rows / channel groups are
+  split the same way and no two threads write the same memory, hence the same bits whatever the thread count;
 * on CUDA: ``torchvision.ops.deform_conv2d`` (its native kernel) with a depthwise all-ones weight, the positions
   as offsets from its own sampling grid and the mask as its modulation mask.
 
