@@ -184,7 +184,8 @@ def status(device: str = "cpu") -> str:
     except (ValueError, RuntimeError) as e:
         return f"error: {e}"
     if path == "cpu-kernel":
-        return f"fused C kernel ({_lib_path})"
+        threads = "OpenMP" if load_kernel().kernel_has_openmp() else "own threads, built without OpenMP"
+        return f"fused C kernel, {threads} ({_lib_path})"
     if path == "torchvision":
         return "fused: torchvision.ops.deform_conv2d (native CUDA kernel)"
     why = "ROADMAP_DEFORM=reference" if settings.deform_impl() == "reference" else (

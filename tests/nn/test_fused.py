@@ -496,6 +496,7 @@ def test_a_kernel_built_without_openmp_splits_on_its_own_threads(monkeypatch, tm
         lib = fused.load_kernel()
         assert lib is not None and lib.kernel_has_openmp() == 0
         assert fused.kernel_path().parent == tmp_path / "kernels"
+        assert fused.status().startswith("fused C kernel, own threads, built without OpenMP")
         got = _all_kernel_outputs()
     finally:
         fused._kernel_key.cache_clear()
