@@ -126,6 +126,22 @@ def test_bf16_kernel_matches_reference_on_the_same_bf16_inputs(case):
         torch.testing.assert_close(a.float(), r, rtol=2 ** -7, atol=2 ** -7 * max(1.0, r.abs().max().item()))
 
 
+@settings(max_examples=100, deadline=None)
+@given(shapes, st.sampled_from([10.0, 40.0, 150.0]))
+def test_inference_softmax_holds_for_extreme_logits(case, logit_spread):
+    """The inference kernel's own exp (a polynomial, clamped below -87) against torch's softmax when the logits
+    spread far: nearly one-hot weights, many exps that underflow in float32."""
+    b, h, w, g, cg, k, d, scale, spread, seed = case
+    x, off, logits, strip, weights = _inputs(seed, b, h, w, g, cg, k, spread)
+    logits = logits * logit_spread / 2
+    with torch.no_grad():
+        with use_path("reference"):
+            ref = ops.dcnv3_sample(x, off, logits, k, g, d, scale, mask_logits=True)
+        with use_path("cpu-kernel"):
+            got = ops.dcnv3_sample(x, off, logits, k, g, d, scale, mask_logits=True)
+    torch.testing.assert_close(got, ref, rtol=1e-5, atol=2e-5)
+
+
 def test_float64_takes_the_reference():
     assert fused.choose(torch.device("cpu"), torch.float64) == "reference"
     assert fused.choose(torch.device("cpu"), torch.float32) == "cpu-kernel"
