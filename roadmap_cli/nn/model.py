@@ -1,13 +1,11 @@
 """Anchor-SAM: SAM2 Hiera + FPN encoder, DBCIM on the skips, MDCP at the bottleneck, deformable decoder."""
 from __future__ import annotations
 
-import functools
-
 import torch
 import torch.nn as nn
 
 from .config import ModelConfig
-from .layers import DMB, DSCN, DCNv3CF, DepthwiseConv2d, DySample, SwinBlock, attention, group_norm
+from .layers import DMB, DSCN, DCNv3CF, DepthwiseConv2d, DySample, SwinBlock, group_norm
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -20,50 +18,6 @@ class _NoPosition(nn.Module):
         return x.new_zeros(0)
 
 
-@functools.cache
-def _hiera_classes():
-    """sam2's Hiera with two inference changes (imported on first use: sam2 takes 1.5 s to import)."""
-    from sam2.modeling.backbones.hieradet import Hiera, MultiScaleAttention, do_pool
-
-    class Attention(MultiScaleAttention):
-        """sam2's block attention (same parameters, same q pooling) with its scores computed by
-        ``layers.attention``: on the CPU in bf16 its windows take matmul-softmax-matmul, 1.4-2.1x faster there."""
-
-        def forward(self, x: torch.Tensor) -> torch.Tensor:
-            b, h, w, _ = x.shape
-            q, k, v = self.qkv(x).reshape(b, h * w, 3, self.num_heads, -1).unbind(2)
-            if self.q_pool:
-                q = do_pool(q.reshape(b, h, w, -1), self.q_pool)
-                h, w = q.shape[1:3]
-                q = q.reshape(b, h * w, self.num_heads, -1)
-            out = attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2))
-            return self.proj(out.transpose(1, 2).reshape(b, h, w, -1))
-
-    class Trunk(Hiera):
-        """Hiera whose position embedding (a bicubic resize of a 7 x 7 grid to the token grid plus the tiled window
-        embedding: 10-17 ms per roadmap-compact 1024 px tile on the CPU) is computed once per token grid and reused
-        while the parameters are unchanged and no gradient is wanted."""
-
-        def __init__(self, **kw):
-            super().__init__(**kw)
-            for blk in self.blocks:
-                blk.attn.__class__ = Attention  # the class adds behaviour only, no state
-            self._pos_cache: tuple | None = None
-
-        def _get_pos_embed(self, hw) -> torch.Tensor:
-            big, window = self.pos_embed, self.pos_embed_window
-            dev = big.device.type
-            if (torch.is_grad_enabled() and (big.requires_grad or window.requires_grad)) or dev not in ("cpu", "cuda"):
-                return super()._get_pos_embed(hw)  # ("meta" for FLOP counts has no autocast state to key on)
-            key = (tuple(hw), big.device, big.data_ptr(), big._version, window.data_ptr(), window._version,
-                   torch.is_inference_mode_enabled(), torch.is_autocast_enabled(dev), torch.get_autocast_dtype(dev))
-            if self._pos_cache is None or self._pos_cache[0] != key:
-                self._pos_cache = (key, super()._get_pos_embed(hw))
-            return self._pos_cache[1]
-
-    return Trunk
-
-
 class SAM2Encoder(nn.Module):
     """Hiera trunk + FpnNeck, built directly from the ``sam2`` package's modules (no hydra)."""
 
@@ -71,7 +25,9 @@ class SAM2Encoder(nn.Module):
         super().__init__()
         from sam2.modeling.backbones.image_encoder import FpnNeck
 
-        self.trunk = _hiera_classes()(
+        from .hiera import Trunk  # imports sam2, which takes 1.5 s: only when a model is built
+
+        self.trunk = Trunk(
             embed_dim=cfg.embed_dim,
             num_heads=cfg.num_heads,
             stages=tuple(cfg.stages),

@@ -298,6 +298,9 @@ def test_trunk_position_embedding_is_cached_only_while_valid(tiny_cfg):
         other = build_model(tiny_cfg).eval()
         other.load_state_dict(m.state_dict())
         torch.testing.assert_close(other(x), y2, rtol=0, atol=0)
+        import pickle
+        copied = pickle.loads(pickle.dumps(m))  # the trunk's classes are importable; the cache is not carried
+        assert copied.encoder.trunk._pos_cache is None and torch.equal(copied(x), y2)
     pos = trunk._get_pos_embed((16, 16))
     assert pos.requires_grad  # computed afresh, part of the graph
     pos.sum().backward()
