@@ -41,7 +41,7 @@ from .. import settings
 SOURCE = Path(__file__).with_name("deform_kernel.c")
 CFLAGS = ("-O3", "-march=native", "-std=c99", "-shared", "-fPIC")
 # Tried in order: with OpenMP the kernel splits its work on the OpenMP runtime torch already runs (no second thread
-# pool spinning against it: 16 % off roadmap-compact's bf16 forward, BENCHMARKS); a compiler without OpenMP still
+# pool spinning against it: 13-21 % off roadmap-compact's bf16 forward, BENCHMARKS "Network"); a compiler without OpenMP still
 # vectorises ("-fopenmp-simd") and fused.py splits the work on its own threads.
 THREAD_FLAGS = (("-fopenmp",), ("-fopenmp-simd",))
 

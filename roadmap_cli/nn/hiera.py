@@ -1,4 +1,5 @@
-"""sam2's Hiera trunk with two inference changes; same parameters, same state-dict keys, same results.
+"""sam2's Hiera trunk with two inference changes; same parameters and state-dict keys, the same results up to
+bf16 rounding (CPU bf16 inference only).
 
 Imported only when a model is built (``model.SAM2Encoder``): sam2 takes about 1.5 s to import.  The classes live at
 module level so that a model pickles (``torch.save(model)``, process pools).

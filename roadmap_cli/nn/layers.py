@@ -14,14 +14,15 @@ import torch.nn.functional as F
 from . import fused
 from .ops import dcnv3_sample, dysample, dysample_init_pos, strip_sample
 
-# Longest key sequence for which ``attention`` takes matmul-softmax-matmul on the CPU in bf16.  Measured with one
-# process, 2 threads, best of 5 (BENCHMARKS "Attention on the CPU"): windows of 16-256 keys 1.4-2.1x faster than
-# PyTorch's flash kernel, 1024 keys 1.3-1.7x, 4096 keys 0.54x (the 4096 x 4096 scores no longer fit the caches).
+# Longest key sequence for which ``attention`` takes matmul-softmax-matmul on the CPU in bf16.  Measured in one
+# process, 2 threads, best of 5 (BENCHMARKS "Network", 2026-11-29 later): windows of 49-256 keys 1.4-2.1x faster
+# than PyTorch's flash kernel, 1024 keys 1.3-1.7x, 4096 keys 0.54x (the 4096 x 4096 scores no longer fit the caches).
 SHORT_KEYS = 1024
 
 
 def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
-    """``softmax(q k^T / sqrt(d) + bias) v`` for (..., L, d) tensors, as ``F.scaled_dot_product_attention``.
+    """``softmax(q k^T / sqrt(d) + bias) v`` for (..., L, d) tensors and an additive float ``bias`` broadcastable to
+    the scores, as ``F.scaled_dot_product_attention`` with that ``attn_mask``.
 
     CPU inference in bfloat16 with at most ``SHORT_KEYS`` keys (Hiera's and Swin's windows, roadmap-compact's global
     block at 512 px) runs it as two batched matmuls around a softmax; everything else, autograd included, takes
