@@ -696,7 +696,9 @@ def _preview(ds, bands, stretch, edges, transform, width, height, path, overwrit
         pts = [inv @ xy for xy in geom.coords]
         draw.line([(c / f, r / f) for c, r in pts], fill=(255, 40, 40), width=max(2, int(3 / f) + 1))
     with atomic_path(path, overwrite=overwrite) as tmp:
-        img.save(tmp, format="PNG")
+        # zlib level 3: on the example's 1300 px preview 0.19 s and 2.41 MB against 0.59 s and 2.44 MB at PIL's
+        # default 6 (aerial imagery barely compresses; level 1: 0.11 s, 2.48 MB)
+        img.save(tmp, format="PNG", compress_level=3)
 
 
 __all__ = ["ExtractOptions", "ExtractPlan", "ExtractResult", "plan_extract", "run_extract"]
