@@ -518,3 +518,33 @@ def test_a_kernel_built_without_openmp_splits_on_its_own_threads(monkeypatch, tm
         fused._kernel_key.cache_clear()
     for a, b in zip(want, got):
         assert torch.equal(a, b)
+
+
+def _inference_outputs():
+    """DCNv3 and strip sampling in inference (float32 and bfloat16) and DySample, on the automatic path (the kernel
+    here), without patching anything global, so that several threads may run it at once."""
+    x, off, logits, strip, _ = _inputs(8, 2, 19, 14, 4, 8, 3, 3.0)
+    outs = []
+    with torch.no_grad():
+        for dt in (torch.float32, torch.bfloat16):
+            xx, oo, ll, ss = (t.to(dt) for t in (x, off, logits, strip))
+            outs += [ops.dcnv3_sample(xx, oo, ll, 3, 4, 1, 1.0, mask_logits=True),
+                     ops.strip_sample(xx, ss, 3, 4, "x", 1, 1.0), ops.strip_sample(xx, ss, 3, 4, "y", 1, 1.0)]
+    gen = torch.Generator().manual_seed(9)
+    xd, raw = torch.randn(2, 8, 13, 17, generator=gen), torch.randn(2, 32, 13, 17, generator=gen) * 4
+    return outs + [fused.dysample_infer(xd, raw, 0.25, 2, 4), fused.dysample_infer(xd.bfloat16(), raw.bfloat16(),
+                                                                                   0.25, 2, 4, 0.5)]
+
+
+def test_kernels_called_from_other_python_threads_agree():
+    """A Python API user may run inference on worker threads: each native thread that calls a kernel leads its own
+    OpenMP team; two at once give the same bits as the main thread."""
+    from concurrent.futures import ThreadPoolExecutor
+    assert fused.choose(torch.device("cpu")) == "cpu-kernel"
+    want = _inference_outputs()
+    with ThreadPoolExecutor(2) as ex:
+        got = [f.result(timeout=120) for f in [ex.submit(_inference_outputs) for _ in range(2)]]
+    for outs in got:
+        assert len(outs) == len(want) == 8
+        for a, b in zip(want, outs):
+            assert torch.equal(a, b)
