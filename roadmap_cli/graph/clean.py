@@ -229,7 +229,8 @@ def bridge_gaps(g: nx.MultiGraph, max_gap_px: float, prob_read: Reader | None = 
                 where[key] = (u, v, k)
                 cand_xy.append(p)
                 cand.append(("pix", key))
-    tree = cKDTree(np.asarray(cand_xy, float))
+    cand_arr = np.asarray(cand_xy, float)
+    tree = cKDTree(cand_arr)
 
     def target_node(c):
         """The node a candidate stands for now (splitting its edge if it is an edge pixel), or None."""
@@ -269,7 +270,17 @@ def bridge_gaps(g: nx.MultiGraph, max_gap_px: float, prob_read: Reader | None = 
         here = g.nodes[n]["o"]
         best = None
         along = None
-        for j in sorted(tree.query_ball_point(here, max_gap_px)):
+        # geometry first, for all candidates in reach at once: ahead of the dead end (within the angle), nearest
+        # first (ties by index); then the graph checks, on those only, until one passes
+        idx = np.asarray(tree.query_ball_point(here, max_gap_px), np.int64)
+        vecs = cand_arr[idx] - here
+        dists = np.sqrt(vecs[:, 0] * vecs[:, 0] + vecs[:, 1] * vecs[:, 1])
+        with np.errstate(invalid="ignore", divide="ignore"):
+            angle = np.degrees(np.arccos(np.clip((vecs[:, 0] * direction[0] + vecs[:, 1] * direction[1]) / dists,
+                                                 -1, 1)))
+        ahead = np.flatnonzero((dists != 0) & (angle <= max_angle_deg))
+        for t in ahead[np.lexsort((idx[ahead], dists[ahead]))]:
+            j = int(idx[t])
             kind, ref = cand[j]
             if kind == "node":
                 if ref not in g or ref == n:
@@ -279,14 +290,13 @@ def bridge_gaps(g: nx.MultiGraph, max_gap_px: float, prob_read: Reader | None = 
                 if ref not in where or (x in where[ref][:2] and n in where[ref][:2]):
                     continue
                 other = comp[where[ref][0]]
-            vec = np.asarray(cand_xy[j], float) - here
             if find(other) == find(comp[n]):  # the same piece: only where the way round is long
                 if detour <= 0:
                     continue
                 if along is None:
                     along = nx.single_source_dijkstra_path_length(g, n, cutoff=detour * max_gap_px,
                                                                   weight=_pixel_weight)
-                limit = detour * float(np.linalg.norm(vec))
+                limit = detour * float(dists[t])
                 if kind == "node":
                     if along.get(ref, np.inf) <= limit:
                         continue
@@ -299,11 +309,8 @@ def bridge_gaps(g: nx.MultiGraph, max_gap_px: float, prob_read: Reader | None = 
                     i = int(np.flatnonzero((pts[:, 0] == ref[0]) & (pts[:, 1] == ref[1]))[0])
                     if min(along.get(start, np.inf) + i + 1, along.get(end, np.inf) + len(pts) - i) <= limit:
                         continue
-            dist = float(np.linalg.norm(vec))
-            if dist == 0 or np.degrees(np.arccos(np.clip(vec @ direction / dist, -1, 1))) > max_angle_deg:
-                continue
-            if best is None or (dist, j) < best[:2]:
-                best = (dist, j, vec)
+            best = (float(dists[t]), j, vecs[t])
+            break
         if best is None:
             continue
         dist, j, vec = best
