@@ -548,3 +548,28 @@ def test_kernels_called_from_other_python_threads_agree():
         assert len(outs) == len(want) == 8
         for a, b in zip(want, outs):
             assert torch.equal(a, b)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.parametrize("device", ["cuda"])
+def test_cuda_takes_torchvision_and_it_equals_the_reference_on_the_gpu(device):
+    """On CUDA the automatic path is torchvision's deform_conv2d kernel; on the GPU's own arithmetic it gives the
+    reference's values and gradients (DCNv3 and both strips) on random shapes.  Skipped without a GPU; the same
+    comparison runs on the CPU in ``test_fused_paths_equal_reference_values_and_gradients``."""
+    assert fused.choose(torch.device(device)) == "torchvision"
+    for seed in range(12):
+        gen = torch.Generator().manual_seed(seed)
+        b, h, w = 1 + seed % 2, int(torch.randint(1, 12, (1,), generator=gen)), int(torch.randint(1, 12, (1,),
+                                                                                                   generator=gen))
+        g, cg, k, d = 1 + seed % 3, 1 + seed % 5, (3, 5, 7)[seed % 3], 1 + seed % 2
+        x, off, logits, strip, weights = (t.to(device) for t in _inputs(seed, b, h, w, g, cg, k, (0.8, 4.0)[seed % 2]))
+        ref_y, ref_g = _run_all("reference", x, off, logits, strip, weights, k, g, d, 1.0)
+        ys, gs = _run_all("torchvision", x, off, logits, strip, weights, k, g, d, 1.0)
+        for a, r in zip(ys, ref_y):
+            torch.testing.assert_close(a, r, rtol=1e-4, atol=1e-4)
+        smooth = _off_kinks(off.cpu(), strip.cpu(), k, g, d, 1.0)
+        for name, a, r in zip(("x", "offset", "mask logits", "strip offset"), gs, ref_g):
+            if "offset" in name:
+                keep = smooth[name].to(device)
+                a, r = a[keep], r[keep]
+            torch.testing.assert_close(a, r, rtol=1e-3, atol=1e-3, msg=lambda m: f"grad {name}: {m}")
