@@ -447,22 +447,29 @@ def test_deformable_references_build_positions_in_float32_for_bf16_inputs(op):
     torch.testing.assert_close(got.float(), want, rtol=2 ** -6, atol=2 ** -6 * want.abs().max().item())
 
 
-def _all_kernel_outputs():
-    """Every kernel entry point on one input set: training forward and backward (values, gradients), inference
-    (float32, bfloat16) and DySample (plain and head)."""
-    x, off, logits, strip, weights = _inputs(8, 2, 19, 14, 4, 8, 3, 3.0)
-    ys, gs = _run_all("cpu-kernel", x, off, logits, strip, weights, 3, 4, 1, 1.0)
-    outs = ys + gs
+def _inference_outputs():
+    """DCNv3 and strip sampling in inference (float32 and bfloat16) and DySample, on the automatic path (the kernel
+    here), without patching anything global, so that several threads may run it at once."""
+    assert fused.choose(torch.device("cpu")) == "cpu-kernel"
+    x, off, logits, strip, _ = _inputs(8, 2, 19, 14, 4, 8, 3, 3.0)
+    outs = []
     with torch.no_grad():
         for dt in (torch.float32, torch.bfloat16):
-            yi, _ = _run_all("cpu-kernel", x.to(dt), off.to(dt), logits.to(dt), strip.to(dt), weights, 3, 4, 1, 1.0,
-                             grad=False)
-            outs += yi
+            xx, oo, ll, ss = (t.to(dt) for t in (x, off, logits, strip))
+            outs += [ops.dcnv3_sample(xx, oo, ll, 3, 4, 1, 1.0, mask_logits=True),
+                     ops.strip_sample(xx, ss, 3, 4, "x", 1, 1.0), ops.strip_sample(xx, ss, 3, 4, "y", 1, 1.0)]
     gen = torch.Generator().manual_seed(9)
     xd, raw = torch.randn(2, 8, 13, 17, generator=gen), torch.randn(2, 32, 13, 17, generator=gen) * 4
-    outs += [fused.dysample_infer(xd, raw, 0.25, 2, 4), fused.dysample_infer(xd.bfloat16(), raw.bfloat16(), 0.25, 2,
-                                                                             4, 0.5)]
-    return outs
+    return outs + [fused.dysample_infer(xd, raw, 0.25, 2, 4), fused.dysample_infer(xd.bfloat16(), raw.bfloat16(),
+                                                                                   0.25, 2, 4, 0.5)]
+
+
+def _all_kernel_outputs():
+    """Every kernel entry point on one input set: training forward and backward (values, gradients), then
+    :func:`_inference_outputs` (inference in float32 and bfloat16, DySample plain and head)."""
+    x, off, logits, strip, weights = _inputs(8, 2, 19, 14, 4, 8, 3, 3.0)
+    ys, gs = _run_all("cpu-kernel", x, off, logits, strip, weights, 3, 4, 1, 1.0)
+    return ys + gs + _inference_outputs()
 
 
 def test_openmp_team_and_own_threads_give_the_same_bits(monkeypatch):
@@ -520,27 +527,10 @@ def test_a_kernel_built_without_openmp_splits_on_its_own_threads(monkeypatch, tm
         assert torch.equal(a, b)
 
 
-def _inference_outputs():
-    """DCNv3 and strip sampling in inference (float32 and bfloat16) and DySample, on the automatic path (the kernel
-    here), without patching anything global, so that several threads may run it at once."""
-    x, off, logits, strip, _ = _inputs(8, 2, 19, 14, 4, 8, 3, 3.0)
-    outs = []
-    with torch.no_grad():
-        for dt in (torch.float32, torch.bfloat16):
-            xx, oo, ll, ss = (t.to(dt) for t in (x, off, logits, strip))
-            outs += [ops.dcnv3_sample(xx, oo, ll, 3, 4, 1, 1.0, mask_logits=True),
-                     ops.strip_sample(xx, ss, 3, 4, "x", 1, 1.0), ops.strip_sample(xx, ss, 3, 4, "y", 1, 1.0)]
-    gen = torch.Generator().manual_seed(9)
-    xd, raw = torch.randn(2, 8, 13, 17, generator=gen), torch.randn(2, 32, 13, 17, generator=gen) * 4
-    return outs + [fused.dysample_infer(xd, raw, 0.25, 2, 4), fused.dysample_infer(xd.bfloat16(), raw.bfloat16(),
-                                                                                   0.25, 2, 4, 0.5)]
-
-
 def test_kernels_called_from_other_python_threads_agree():
     """A Python API user may run inference on worker threads: each native thread that calls a kernel leads its own
     OpenMP team; two at once give the same bits as the main thread."""
     from concurrent.futures import ThreadPoolExecutor
-    assert fused.choose(torch.device("cpu")) == "cpu-kernel"
     want = _inference_outputs()
     with ThreadPoolExecutor(2) as ex:
         got = [f.result(timeout=120) for f in [ex.submit(_inference_outputs) for _ in range(2)]]
