@@ -31,9 +31,16 @@ def score(
     weight: str = typer.Option("length", "--weight",
                                help="APLS path cost: length, or time (travel time from the files' speed columns: "
                                     "inferred_speed_mps, speed_m/s or speed_mph; SpaceNet 5's APLS_time)."),
-    sat2graph_preset: str = typer.Option("default", "--sat2graph-preset",
-                                         help="With --convention sat2graph: default (2048 m tiles: 100 m margin and "
-                                              "minimum path), small or spacenet (30 m)."),
+    sat2graph_preset: Optional[str] = typer.Option(None, "--sat2graph-preset",
+                                                   help="With --convention sat2graph: default (2048 m region, 100 m "
+                                                        "margin and minimum path; CityScale), small or spacenet (352 m "
+                                                        "region, 30 m; SpaceNet)."),
+    tile_bounds: Optional[str] = typer.Option(None, "--tile-bounds",
+                                              help="Road vectors with --convention sat2graph or --metric topo: the "
+                                                   "tile they cover, whose top-left corner the Go frame is measured "
+                                                   "from: X0,Y0,X1,Y1 in the ground truth's CRS, a raster, or a "
+                                                   "folder of rasters matched by name (default: the corner of both "
+                                                   "inputs; masks are their own tile)."),
     json_out: Optional[Path] = typer.Option(None, "--json", help="Write all scores as JSON to this file."),
     csv_out: Optional[Path] = typer.Option(None, "--csv", help="Write per-file scores and the ALL row as CSV."),
     skip_unmatched: bool = typer.Option(False, "--skip-unmatched",
@@ -48,7 +55,7 @@ def score(
     print_scores(run_score(pred, gt, threshold=threshold, slack=slack, apls=apls, node_spacing_m=node_spacing_m,
                            snap_m=snap_m, gsd=gsd, convention=convention, json_out=json_out, csv_out=csv_out,
                            skip_unmatched=skip_unmatched, crs=crs, gt_threshold=gt_threshold,
-                           sat2graph_preset=sat2graph_preset, weight=weight, metric=metric))
+                           sat2graph_preset=sat2graph_preset, weight=weight, metric=metric, tile=tile_bounds))
 
 
 def _fmt(v) -> str:
@@ -80,6 +87,10 @@ def print_scores(result: dict) -> None:
     con.print("ALL: pixel scores from the counts pooled over all files (relaxed ones too), APLS the mean over the "
               "files, TOPO F1 that of the mean P and R (SpaceNet's way). MEAN: the means of the per-file scores "
               "(TOPO F1: CityScale's way).")
+    if agg.get("apls_nan") and "apls_as_published" in agg:
+        con.print(f"APLS ({agg['convention']}, preset {agg['sat2graph_preset']}): {agg['apls_nan']} file(s) scored NaN "
+                  "(a direction with no counted pair, e.g. an empty prediction) and are left out of the mean; the "
+                  f"papers' own script prints {_fmt(agg['apls_as_published'])} for these files.")
     resampled = [r["name"] for r in rows if "resampled_from" in r]
     if resampled:
         con.print(f"{len(resampled)} prediction(s) on another grid were resampled onto their label's grid: "

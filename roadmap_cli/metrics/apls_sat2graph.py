@@ -7,9 +7,15 @@ de-duplicated on a 2 m grid; each control point snaps one-to-one to the nearest 
 10 m; all unordered pairs are scored, matched pairs only when the ground-truth path is longer than 100 m, pairs with
 an unmatched point always (score 1); the two directions are averaged arithmetically.
 
-Coordinates are the Go program's: metres ``(x, y)`` = (south from the top edge, east from the left edge) turned into
-its fake latitude / longitude (111 111 m per degree around 41 N, 71 W), so densification counts, the de-duplication
-key, the 2 m cells and the truncated-centimetre path weights round as the Go program's do.
+The frame is SAM-Road's (§A.1, §A.11): the inputs become a graph pickle of whole-metre vertex keys (row, col) =
+(south from the tile's top edge, east from its left edge; the ``spacenet`` preset counts rows north from the bottom edge,
+as SAM-Road's SpaceNet predictions and labels are saved as ``(400 - row, col)``), rounded as Python's ``round`` does,
+with vertices in order of first appearance; ``convert.py``'s edge order and fake latitude / longitude (111 111 m per
+degree around 41 N, 71 W) follow, so densification counts, the de-duplication key, the 2 m cells and the
+truncated-centimetre path weights round as the Go program's do.  The in-bounds test is the Go program's: control
+points lie more than ``margin`` inside a square of ``region`` metres (2048 m default, 352 m small / spacenet) measured
+from the frame's origin, the tile's corner when it is known, else the corner of the union of both inputs.  On a tile
+smaller than the region the far margins are never applied, as in Go.
 
 Determinism (the Go program iterates Go maps, whose order is random, §A.10): here a vertex's neighbours are walked in
 ascending id order and control points are snapped in ascending id order; equal-distance snap candidates are taken in
@@ -28,8 +34,8 @@ from scipy.sparse.csgraph import dijkstra
 from scipy.spatial import cKDTree
 
 M_PER_DEG = 111111.0
-COS41 = math.cos(math.radians(41.0))
-COS41_BOUNDS = math.cos(41 * 3.1415926 / 180)  # the Go program's in-bounds test uses this truncated pi (l.79-93)
+COS41 = math.cos(math.radians(41.0))  # convert.py's
+COS41_BOUNDS = math.cos(41.0 / 180.0 * 3.1415926)  # the Go program's in-bounds test uses this truncated pi (l.79-93)
 
 
 @dataclass(frozen=True)
@@ -41,10 +47,13 @@ class GoParams:
     min_distance: float = 100.0  # matched pairs count only when the first graph's path is longer (m)
     prop_step: int = 4  # hops blocked around a snapped vertex
     margin: float = 100.0  # control points lie more than this inside every edge of the region (m)
+    region: float = 2048.0  # side of the square of the in-bounds test, from the frame's origin (m)
+    rows_up: bool = False  # rows counted north from the tile's bottom edge (SAM-Road's SpaceNet files: 400 - row)
 
 
-PRESETS = {"default": GoParams(), "small": GoParams(22, 15.0, 30.0, 3, 30.0),
-           "spacenet": GoParams(15, 10.0, 30.0, 3, 30.0)}
+PRESETS = {"default": GoParams(),  # Sat2Graph / SAM-Road / RNGDet++ CityScale: 2048 m tiles at 1 m
+           "small": GoParams(22, 15.0, 30.0, 3, 30.0, 352.0),  # the Go program's small-tile switch (Sat2Graph's copy)
+           "spacenet": GoParams(15, 10.0, 30.0, 3, 30.0, 352.0, rows_up=True)}  # SAM-Road's SpaceNet copy and files
 
 
 def fake_latlon(x: float, y: float) -> tuple[float, float]:
@@ -53,9 +62,11 @@ def fake_latlon(x: float, y: float) -> tuple[float, float]:
 
 
 def dist(a: tuple[float, float], b: tuple[float, float]) -> float:
-    """§A.2: metres between two (lat, lon), with the first point's latitude in the cosine (slightly asymmetric)."""
-    return math.sqrt(((a[0] - b[0]) * M_PER_DEG) ** 2
-                     + ((a[1] - b[1]) * M_PER_DEG * math.cos(math.radians(a[0]))) ** 2)
+    """§A.2: metres between two (lat, lon), with the first point's latitude in the cosine (slightly asymmetric);
+    the Go program's float operations."""
+    x = (a[0] - b[0]) * M_PER_DEG
+    y = (a[1] - b[1]) * M_PER_DEG * math.cos(a[0] / 360.0 * 2.0 * math.pi)
+    return math.sqrt(x * x + y * y)
 
 
 class DenseGraph:
@@ -92,13 +103,15 @@ class DenseGraph:
 
 
 def densify(edges: list[tuple[tuple[float, float], tuple[float, float]]]) -> DenseGraph:
-    """§A.4: each edge longer than 3 m becomes ``floor(d/2) + 1`` equal pieces, in edge order."""
+    """§A.4: each edge longer than 3 m becomes ``floor(d/2) + 1`` equal pieces, in edge order (points interpolated
+    as the Go program does, ``p1 (1 - a) + p2 a``, the ends exact)."""
     g = DenseGraph()
     for p1, p2 in edges:
         d = dist(p1, p2)
         if d > 3.0:
-            n = int(math.floor(d / 2)) + 1
-            pts = [(p1[0] + (p2[0] - p1[0]) * i / n, p1[1] + (p2[1] - p1[1]) * i / n) for i in range(n + 1)]
+            n = int(d / 2.0) + 1
+            pts = [p1] + [(p1[0] * (1 - i / n) + p2[0] * (i / n), p1[1] * (1 - i / n) + p2[1] * (i / n))
+                          for i in range(1, n)] + [p2]
             for a, b in zip(pts[:-1], pts[1:]):
                 g.add_segment(a, b)
         else:
@@ -122,20 +135,23 @@ def _bfs(adj: list[set[int]], start: int, hops: int):
     return seen
 
 
-def control_points(a: DenseGraph, b: DenseGraph, params: GoParams, region: tuple[float, float],
-                   faithful: bool = True) -> list[int]:
+def in_bounds(p: tuple[float, float], params: GoParams) -> bool:
+    """§A.5 (a), ``GPSInBound``: more than ``margin`` inside the ``region`` square from the frame's origin (41 N,
+    71 W), strict, in the Go program's float operations."""
+    lat2 = 41.0 - params.region / M_PER_DEG
+    lon2 = -71.0 + params.region / M_PER_DEG / COS41_BOUNDS
+    m_lat, m_lon = params.margin / M_PER_DEG, params.margin / M_PER_DEG / COS41_BOUNDS
+    return lat2 + m_lat < p[0] < 41.0 - m_lat and -71.0 + m_lon < p[1] < lon2 - m_lon
+
+
+def control_points(a: DenseGraph, b: DenseGraph, params: GoParams, faithful: bool = True) -> list[int]:
     """§A.5: the control points of ``a`` in the order they are found (``b`` only matters for the faithful coverage
-    BFS).  ``region`` is the (south, east) extent in metres of the in-bounds test."""
+    BFS)."""
     visited: set[int] = set()
     cells: set[tuple[int, int]] = set()
     covered = np.zeros(a.n, bool)
     cps: dict[int, None] = {}  # insertion-ordered set
-
-    def in_bounds(v: int) -> bool:
-        lat, lon = a.coords[v]
-        x, y = (41.0 - lat) * M_PER_DEG, (lon + 71.0) * M_PER_DEG * COS41_BOUNDS
-        m = params.margin
-        return m < x < region[0] - m and m < y < region[1] - m
+    inside = [in_bounds(p, params) for p in a.coords]
 
     def cell(v: int) -> tuple[int, int]:
         lat, lon = a.coords[v]
@@ -167,12 +183,12 @@ def control_points(a: DenseGraph, b: DenseGraph, params: GoParams, region: tuple
                 n = int(math.floor(size / params.interval_2)) + 1
                 for i in range(1, n):
                     c = chain[int(math.floor(size * i / n))]
-                    if in_bounds(c) and not covered[c] and cell(c) not in cells:
+                    if inside[c] and not covered[c] and cell(c) not in cells:
                         cps[c] = None
                         cells.add(cell(c))
                         cover(c)
             visited.update(chain)
-        if in_bounds(v) and (not covered[v] or a.degree(v) == 1) and cell(v) not in cells:
+        if inside[v] and (not covered[v] or a.degree(v) == 1) and cell(v) not in cells:
             cps[v] = None
             cells.add(cell(v))
             cover(v)
@@ -212,10 +228,9 @@ def _csgraph(g: DenseGraph):
     return coo_matrix((w, (rows, cols)), shape=(g.n, g.n)).tocsr()
 
 
-def one_way(a: DenseGraph, b: DenseGraph, params: GoParams, region: tuple[float, float], faithful: bool = True,
-            block: int = 256) -> float:
+def one_way(a: DenseGraph, b: DenseGraph, params: GoParams, faithful: bool = True, block: int = 256) -> float:
     """§A.8: 1 - mean pair score over the counted pairs of ``a``'s control points (NaN when none is counted)."""
-    cps = sorted(control_points(a, b, params, region, faithful))
+    cps = sorted(control_points(a, b, params, faithful))
     match = snap(cps, a, b, params)
     if len(cps) < 2:
         return float("nan")
@@ -245,33 +260,68 @@ def one_way(a: DenseGraph, b: DenseGraph, params: GoParams, region: tuple[float,
     return float("nan") if count == 0 else 1.0 - total / count
 
 
-def lines_to_edges(lines, origin: tuple[float, float]) -> list[tuple[tuple[float, float], tuple[float, float]]]:
-    """LineStrings in a metric CRS (easting, northing) -> Go edges between consecutive vertices, in fake lat/lon;
-    ``origin`` is the region's top-left (min easting, max northing)."""
-    edges = []
+def line_parts(lines):
+    """The non-empty single LineStrings of a list of (Multi)LineStrings."""
     for ln in lines:
-        parts = list(ln.geoms) if hasattr(ln, "geoms") else [ln]
-        for part in parts:
-            pts = [fake_latlon(origin[1] - y, x - origin[0]) for x, y in part.coords]
-            edges += list(zip(pts[:-1], pts[1:]))
+        if ln is None or ln.is_empty:
+            continue
+        yield from (ln.geoms if hasattr(ln, "geoms") else [ln])
+
+
+def frame_origin(gt_lines, prop_lines, tile=None, rows_up: bool = False) -> tuple[float, float]:
+    """The corner (easting, northing) the Go frame is measured from: the tile's top-left (``rows_up``: bottom-left)
+    when ``tile`` = (min x, min y, max x, max y) is known, else that of the union of both inputs' bounds."""
+    if tile is None:
+        from shapely.geometry import MultiLineString
+
+        parts = list(line_parts(list(gt_lines) + list(prop_lines)))
+        if not parts:
+            return 0.0, 0.0
+        tile = MultiLineString(parts).bounds
+    return float(tile[0]), float(tile[1] if rows_up else tile[3])
+
+
+def sat2graph_pickle(lines, origin: tuple[float, float], rows_up: bool = False) -> dict:
+    """LineStrings in metres (easting, northing) -> the adjacency dict SAM-Road pickles (``convert_to_sat2graph_format``):
+    keys (row, col) in whole metres from ``origin`` (rows south, or north with ``rows_up``; Python's ``round``),
+    vertices in order of first appearance, neighbours in order of appearance, no self-loop or repeated neighbour."""
+    x0, y0 = origin
+    adj: dict[tuple[int, int], list[tuple[int, int]]] = {}
+    for part in line_parts(lines):
+        keys = [(round(float(y - y0) if rows_up else float(y0 - y)), round(float(x - x0))) for x, y in part.coords]
+        for a, b in zip(keys[:-1], keys[1:]):
+            na, nb = adj.setdefault(a, []), adj.setdefault(b, [])
+            if a != b and b not in na:
+                na.append(b)
+                nb.append(a)
+    return adj
+
+
+def convert_edges(adj: dict) -> list[tuple[tuple[float, float], tuple[float, float]]]:
+    """§A.1 ``convert.py``: the edges of an adjacency dict in its order (each key's neighbours in list order, an
+    unordered pair once), as fake (lat, lon) ends."""
+    seen, edges = set(), []
+    for k, nbrs in adj.items():
+        for n in nbrs:
+            if (k, n) in seen or (n, k) in seen:
+                continue
+            seen.add((k, n))
+            edges.append((fake_latlon(*k), fake_latlon(*n)))
     return edges
 
 
-def apls_sat2graph(gt_lines, prop_lines, preset: str = "default", faithful: bool = True) -> dict:
+def apls_sat2graph(gt_lines, prop_lines, preset: str = "default", faithful: bool = True, tile=None) -> dict:
     """The Sat2Graph-family APLS of two sets of LineStrings in metres: ``apls`` (arithmetic mean of the two
-    directions; NaN when a direction counts no pair, as in Go), ``gt_to_prop``, ``prop_to_gt``.  The region of the
-    in-bounds test is the bounding box of both inputs."""
-    from shapely.geometry import MultiLineString
-
+    directions; NaN when a direction counts no pair, as in Go), ``gt_to_prop``, ``prop_to_gt``.  ``tile`` (min x,
+    min y, max x, max y in the lines' CRS) places the Go frame's origin on the tile's corner; without it the corner
+    of both inputs' union is taken."""
     params = PRESETS[preset]
-    both = [ln for ln in list(gt_lines) + list(prop_lines) if ln is not None and not ln.is_empty]
-    if not both:
+    gt_lines, prop_lines = list(gt_lines), list(prop_lines)
+    if not any(True for _ in line_parts(gt_lines + prop_lines)):
         return {"apls": float("nan"), "gt_to_prop": float("nan"), "prop_to_gt": float("nan")}
-    x0, y0, x1, y1 = MultiLineString([c for ln in both for c in
-                                      (ln.geoms if hasattr(ln, "geoms") else [ln])]).bounds
-    origin, region = (x0, y1), (y1 - y0, x1 - x0)
-    g = densify(lines_to_edges(gt_lines, origin))
-    p = densify(lines_to_edges(prop_lines, origin))
-    a = one_way(g, p, params, region, faithful)
-    b = one_way(p, g, params, region, faithful)
+    origin = frame_origin(gt_lines, prop_lines, tile, params.rows_up)
+    g = densify(convert_edges(sat2graph_pickle(gt_lines, origin, params.rows_up)))
+    p = densify(convert_edges(sat2graph_pickle(prop_lines, origin, params.rows_up)))
+    a = one_way(g, p, params, faithful)
+    b = one_way(p, g, params, faithful)
     return {"apls": (a + b) / 2, "gt_to_prop": a, "prop_to_gt": b}

@@ -21,7 +21,7 @@ from scipy.sparse import csr_matrix
 from scipy.sparse.csgraph import maximum_bipartite_matching
 from scipy.spatial import cKDTree
 
-from .apls_sat2graph import fake_latlon
+from .apls_sat2graph import fake_latlon, frame_origin, line_parts, sat2graph_pickle
 
 DENSITY = 0.0005  # seed spacing (deg)
 SNAP = 0.0001  # seed -> proposal edge
@@ -253,24 +253,21 @@ def _prop_distance(prop: Graph, i: tuple, j: tuple, cutoff: float = 0.0003) -> f
     return best
 
 
-def topo(gt_lines, prop_lines, r: float | None = None) -> dict:
+def topo(gt_lines, prop_lines, r: float | None = None, tile=None) -> dict:
     """TOPO precision, recall and F1 of two sets of LineStrings in metres (one tile).  ``r`` (deg): 0.003 when the
-    tile spans at least 0.01 deg (1.1 km) north-south, else 0.0015, as the original chooses it."""
-    from shapely.geometry import MultiLineString
-
-    both = [ln for ln in list(gt_lines) + list(prop_lines) if ln is not None and not ln.is_empty]
-    if not both:
+    tile spans at least 0.01 deg (1.1 km) north-south, else 0.0015, as the original chooses it.  Both inputs are fed
+    as SAM-Road feeds the program: whole-metre vertex keys from the tile's top-left (``tile`` = min x, min y, max x,
+    max y; else the union's), see :func:`.apls_sat2graph.sat2graph_pickle`."""
+    gt_lines, prop_lines = list(gt_lines), list(prop_lines)
+    if not any(True for _ in line_parts(gt_lines + prop_lines)):
         return {"topo_precision": 0.0, "topo_recall": 0.0, "topo_f1": 0.0, "seeds": 0, "kept": 0}
-    parts = [c for ln in both for c in (ln.geoms if hasattr(ln, "geoms") else [ln])]
-    x0, y0, x1, y1 = MultiLineString(parts).bounds
+    origin = frame_origin(gt_lines, prop_lines, tile)
     graphs = []
     for lines in (gt_lines, prop_lines):
         g = Graph()
-        for ln in lines:
-            for part in (ln.geoms if hasattr(ln, "geoms") else [ln]):
-                pts = [fake_latlon(y1 - y, x - x0) for x, y in part.coords]
-                for p, q in zip(pts[:-1], pts[1:]):
-                    g.add(p, q)
+        for k, nbrs in sat2graph_pickle(lines, origin).items():
+            for n in nbrs:
+                g.add(fake_latlon(*k), fake_latlon(*n))
         graphs.append(g)
     gt, prop = graphs
     if r is None:
