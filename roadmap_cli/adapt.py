@@ -37,7 +37,9 @@ from shapely import clip_by_rect
 from .data.from_vectors import RoadLabels, labelled_window, road_lines, write_pair
 from .errors import InputError
 from .io.atomic import atomic_open, atomic_path, check_output_path
+from .io.guard import Inputs, guard_outputs
 from .io.images import read_label
+from .io.mosaic import LIST_SUFFIXES, expand_inputs
 from .io.raster import StretchStats, gdal_env, is_georeferenced, open_raster, parse_bands, working_grid
 from .metrics.pixel import PixelCounts
 from .progress import SILENT, Reporter
@@ -139,8 +141,29 @@ def work_folder(output: Path) -> Path:
     return output.with_name(output.stem + ".adapt")
 
 
+def _json_path(opts: AdaptOptions) -> Path:
+    """The JSON report: ``--json``, else the checkpoint's name with ``.json``."""
+    return Path(opts.json_out) if opts.json_out else Path(opts.output).with_suffix(".json")
+
+
+def _guard(opts: AdaptOptions, sources=()) -> None:
+    """Neither output nor the work folder (removed when a run starts again) may be or hold an input: the scenes (as
+    given and as their lists name them), the road vectors, the starting checkpoints."""
+    if not sources:  # before any work: the scenes that folders, lists and STAC items name
+        named = [Path(x) for x in opts.scene if Path(x).is_dir() or Path(x).suffix.lower() in (*LIST_SUFFIXES, ".json")]
+        if named:
+            sources = expand_inputs(named, opts.asset, exclude=[opts.output, _json_path(opts),
+                                                                work_folder(opts.output)])
+    ins = Inputs().add("the scene {}", list(opts.scene)).add("the scene {}", list(sources))
+    ins.add("the road vectors {}", opts.roads).add("--init {}", opts.init).add("--sam2-checkpoint {}",
+                                                                                 opts.sam2_checkpoint)
+    guard_outputs({"-o": opts.output, "--json": _json_path(opts)}, ins,
+                  removes={"the work folder": work_folder(opts.output)})
+
+
 def _check(opts: AdaptOptions) -> None:
     """Refuse options that cannot work, before anything is read or written."""
+    _guard(opts)
     if Path(opts.output).suffix.lower() not in (".pt", ".pth", ".ckpt"):
         raise InputError(f"-o {opts.output}: the adapted model is a checkpoint; name it .pt")
     for key in ("steps", "batch_size", "crop", "lr", "road_width_m"):
@@ -282,11 +305,12 @@ def run_adapt(opts: AdaptOptions, reporter: Reporter = SILENT) -> AdaptResult:
     _check(opts)
     holdout = Holdout.parse(opts.holdout)
     work = work_folder(opts.output)
-    json_path = Path(opts.json_out) if opts.json_out else Path(opts.output).with_suffix(".json")
+    json_path = _json_path(opts)
     check_output_path(json_path, overwrite=True)
     times: dict[str, float] = {}
     t0 = time.time()
     with scene_raster(opts.scene, opts.asset, exclude=[opts.output, json_path, work]) as (path, sources):
+        _guard(opts, sources)
         key = _key(opts, sources)
         run_file = work / "run.json"
         resuming = opts.resume and run_file.is_file()

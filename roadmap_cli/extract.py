@@ -33,7 +33,16 @@ from .infer.device import resolve_device, resolve_precision
 from .infer.predict import Predictor
 from .infer.stitch import TileCache, blend_tiles, predict_tiles
 from .io.atomic import atomic_path, check_output_path, is_disk_full, run_lock
-from .io.mosaic import LIST_SUFFIXES, SceneViews, build_mosaic, expand_inputs, read_scene_window, scenes_identity
+from .io.guard import Inputs, guard_outputs
+from .io.mosaic import (
+    LIST_SUFFIXES,
+    OWN_OUTPUT_TAG,
+    SceneViews,
+    build_mosaic,
+    expand_inputs,
+    read_scene_window,
+    scenes_identity,
+)
 from .io.raster import (
     ReadTiff,
     SceneGrid,
@@ -198,7 +207,14 @@ def compute_info(cuda: bool) -> list[tuple[str, str]]:
     return rows
 
 
+def _outputs(opts: ExtractOptions) -> list:
+    return [p for p in (opts.output, opts.prob_out, opts.mask_out, opts.preview, opts.report) if p is not None]
+
+
 def _validate(opts: ExtractOptions) -> None:
+    items = [Path(x) for x in (opts.scene if isinstance(opts.scene, (list, tuple)) else [opts.scene])]
+    named = [x for x in items if x.is_dir() or x.suffix.lower() in (*LIST_SUFFIXES, ".json")]
+    _check_outputs_are_new(opts, expand_inputs(named, opts.asset, exclude=_outputs(opts)) if named else ())
     output_format(opts.output)
     check_output_path(opts.output, opts.overwrite)
     for p in (opts.prob_out, opts.mask_out):
@@ -250,31 +266,22 @@ def _validate(opts: ExtractOptions) -> None:
             raise InputError(f"{flag} must be a number >= 0, got {value}")
     if not 0 < opts.bridge_angle_deg <= 180:
         raise InputError(f"--bridge-angle-deg must be in (0, 180], got {opts.bridge_angle_deg}")
-    _check_outputs_are_new(opts)
     for flag, value in (("--model-gsd", opts.gsd), ("--scene-gsd", opts.scene_gsd)):
         if value is not None and not (0 < value < float("inf")):
             raise InputError(f"{flag} must be a positive number of metres per pixel, got {value}")
 
 
-def _check_outputs_are_new(opts: ExtractOptions) -> None:
-    """No output may be an input (even with --overwrite) or another output."""
+def _check_outputs_are_new(opts: ExtractOptions, sources=()) -> None:
+    """No output may be an input (even with --overwrite) or another output, and the work folder removed at the end
+    may hold no input: the scenes as given (lists and STAC files too), the scenes they name (``sources``), the
+    weights."""
     outputs = {"-o": opts.output, "--prob-out": opts.prob_out, "--mask-out": opts.mask_out,
                "--preview": opts.preview, "--report": opts.report}
     scenes = opts.scene if isinstance(opts.scene, (list, tuple)) else [opts.scene]
-    inputs = {**{f"the scene {sc}": sc for sc in scenes}, "--model": opts.model, "--weights": opts.weights}
-    seen: dict[Path, str] = {}
-    for flag, path in outputs.items():
-        if path is None:
-            continue
-        target = Path(path).resolve()
-        for what, src in inputs.items():
-            if src is not None and Path(src).exists() and target.exists() and os.path.samefile(target, src):
-                raise InputError(f"{flag} {path} is {what}: roadmap never writes over an input")
-            if src is not None and target == Path(src).resolve():
-                raise InputError(f"{flag} {path} is {what}: roadmap never writes over an input")
-        if target in seen:
-            raise InputError(f"{flag} and {seen[target]} are the same file {path}")
-        seen[target] = flag
+    ins = Inputs().add("the scene {}", scenes).add("the scene {}", list(sources)).add("--weights {}", opts.weights)
+    if opts.model is not None and Path(opts.model).suffix:  # a checkpoint file, not a variant name
+        ins.add("--model {}", opts.model)
+    guard_outputs(outputs, ins, removes={"the work folder": _work_folder(opts)})
 
 
 @contextlib.contextmanager
@@ -366,12 +373,11 @@ def _resolved_scene(opts: ExtractOptions):
     """``opts`` with ``scene`` one raster: the given one, or a GTI mosaic of many (:func:`scene_raster`), and the
     list of source scenes."""
     items = [Path(x) for x in (opts.scene if isinstance(opts.scene, (list, tuple)) else [opts.scene])]
-    outs = [p for p in (opts.output, opts.prob_out, opts.mask_out, opts.preview, opts.report) if p is not None]
-    with scene_raster(items, opts.asset, outs) as (path, sources):
+    with scene_raster(items, opts.asset, _outputs(opts)) as (path, sources):
+        _check_outputs_are_new(opts, sources)
         if len(sources) == 1:
             yield dataclasses.replace(opts, scene=path), sources
         else:
-            _check_outputs_are_new(dataclasses.replace(opts, scene=[Path(x) for x in sources]))
             yield dataclasses.replace(opts, scene=path, mosaic_sources=list(sources)), sources
 
 
@@ -660,8 +666,11 @@ def _prepare_work(work: Path, key: str, options: dict, opts: ExtractOptions) -> 
 # ------------------------------------------------------------------------------------------ extra outputs
 
 def _to_cog(src: Path, dst: Path, overwrite: bool) -> None:
+    import rasterio
     from rasterio.shutil import copy as rio_copy
 
+    with rasterio.open(src, "r+") as ds:  # marks it as roadmap's output: a folder scan passes over it
+        ds.update_tags(**{OWN_OUTPUT_TAG: Path(dst).name})
     with atomic_path(dst, overwrite=overwrite) as tmp:
         rio_copy(src, tmp, driver="COG", compress="deflate")
 
@@ -684,6 +693,7 @@ def _report(opts, s: _Session, stretch, prob_path: Path, edges, nodes) -> None:
 
 def _preview(ds, bands, stretch, edges, transform, width, height, path, overwrite) -> None:
     from PIL import Image, ImageDraw
+    from PIL.PngImagePlugin import PngInfo
     from rasterio.enums import Resampling
 
     f = max(1.0, max(width, height) / 2048)
@@ -698,7 +708,9 @@ def _preview(ds, bands, stretch, edges, transform, width, height, path, overwrit
     with atomic_path(path, overwrite=overwrite) as tmp:
         # zlib level 3: on the example's 1300 px preview 0.19 s and 2.41 MB against 0.59 s and 2.44 MB at PIL's
         # default 6 (aerial imagery barely compresses; level 1: 0.11 s, 2.48 MB)
-        img.save(tmp, format="PNG", compress_level=3)
+        info = PngInfo()
+        info.add_text(OWN_OUTPUT_TAG, Path(path).name)  # roadmap's output: a folder scan passes over it
+        img.save(tmp, format="PNG", compress_level=3, pnginfo=info)
 
 
 __all__ = ["ExtractOptions", "ExtractPlan", "ExtractResult", "plan_extract", "run_extract"]

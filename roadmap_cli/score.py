@@ -11,6 +11,7 @@ import numpy as np
 
 from .errors import InputError
 from .io.atomic import atomic_open, check_output_path
+from .io.guard import Inputs, guard_outputs
 from .io.images import read_label, read_prediction, resample_mask
 from .io.vectors import read_lines
 from .metrics.apls import apls as apls_score
@@ -155,6 +156,27 @@ def with_crs(df, path: Path, crs=None):
                      "EPSG:xxxx (the CRS of its coordinates)")
 
 
+def _is_number(v) -> bool:
+    try:
+        float(v)
+    except (TypeError, ValueError):
+        return False
+    return True
+
+
+def check_crs(crs, flag: str = "--crs"):
+    """A CRS the user named (``EPSG:32611``, WKT, PROJ string), checked: an unknown one is an :class:`InputError`."""
+    if crs is None:
+        return None
+    from pyproj import CRS
+    from pyproj.exceptions import CRSError
+
+    try:
+        return CRS.from_user_input(crs)
+    except (CRSError, TypeError, ValueError) as e:
+        raise InputError(f"{flag} {crs}: not a CRS ({' '.join(str(e).split())[:100]})") from e
+
+
 SPEED_COLUMNS = (("inferred_speed_mps", 1.0), ("speed_m/s", 1.0), ("speed_mph", 0.44704))  # SpaceNet 5 / 3 names
 
 
@@ -162,7 +184,11 @@ def seconds_per_metre(df, path: Path) -> np.ndarray:
     """1 / speed of each road feature, from the first speed column present (m/s, or mph converted)."""
     for col, to_mps in SPEED_COLUMNS:
         if col in df.columns:
-            speed = df[col].astype(float).to_numpy() * to_mps
+            try:
+                speed = np.asarray(df[col].to_numpy(), dtype=float) * to_mps
+            except (TypeError, ValueError) as e:
+                bad = next((v for v in df[col] if not _is_number(v)), None)
+                raise InputError(f"{path}: {col} must hold numbers (a speed on every road), got {bad!r}") from e
             if not np.all(np.isfinite(speed) & (speed > 0)):
                 raise InputError(f"{path}: {col} must be a positive speed on every road")
             return 1.0 / speed
@@ -229,7 +255,7 @@ def run_score(pred: Path, gt: Path, threshold=None, slack: int = 0, apls: bool =
               snap_m: float = 4.0, gsd=None, convention: str = "spacenet", json_out=None, csv_out=None,
               skip_unmatched: bool = False, crs=None, gt_threshold: float | None = None,
               sat2graph_preset: str | None = None, weight: str = "length", metric: str = "apls",
-              tile: str | None = None) -> dict:
+              tile: str | None = None, overwrite: bool = False) -> dict:
     """Score predictions against ground truth (files or folders matched by stem): per-file rows, aggregate,
     unmatched names; optionally written as JSON / CSV.  ``tile``: ``--tile-bounds`` (:func:`tile_bounds`)."""
     if sat2graph_preset is not None and convention != "sat2graph":
@@ -257,10 +283,19 @@ def run_score(pred: Path, gt: Path, threshold=None, slack: int = 0, apls: bool =
             raise InputError(f"{flag} must be a positive number, got {value}")
     if slack < 0:
         raise InputError(f"--slack must be >= 0 pixels, got {slack}")
+    crs = check_crs(crs)
+    pairs, only_pred, only_gt = match_files(Path(pred), Path(gt))
+    ins = Inputs()
+    for what, given in (("the prediction {}", Path(pred)), ("the ground truth {}", Path(gt))):
+        ins.add(what, [given, *([f for f in given.iterdir() if f.is_file()] if given.is_dir() else [])])
+    if tile is not None and Path(tile).exists():
+        ins.add("--tile-bounds {}", tile)
+        if Path(tile).is_dir():
+            ins.add("--tile-bounds {}", [p for p in Path(tile).iterdir() if p.is_file()])
+    guard_outputs({"--json": json_out, "--csv": csv_out}, ins)
     for p in (json_out, csv_out):
         if p is not None:
-            check_output_path(p, overwrite=True)
-    pairs, only_pred, only_gt = match_files(Path(pred), Path(gt))
+            check_output_path(p, overwrite=overwrite)
     counts = PixelCounts(slack=slack)
     rows = []
     for name, p, g in pairs:
@@ -331,7 +366,7 @@ def run_score(pred: Path, gt: Path, threshold=None, slack: int = 0, apls: bool =
     result = {"per_image": rows, "aggregate": summary, "unmatched_pred": only_pred,
               "unmatched_gt": [n for n, _ in only_gt], "unmatched_gt_scored_zero": not skip_unmatched}
     if json_out:
-        with atomic_open(json_out, overwrite=True) as f:
+        with atomic_open(json_out, overwrite=overwrite) as f:
             json.dump(result, f, indent=1, default=float)
     if csv_out:
         keys = ["name"] + sorted({k for r in rows for k in r if k != "name"})
@@ -342,6 +377,6 @@ def run_score(pred: Path, gt: Path, threshold=None, slack: int = 0, apls: bool =
             w.writerow(r)
         w.writerow({"name": "ALL", **{k: v for k, v in summary.items() if k in keys}})  # pooled over the files
         w.writerow({"name": "MEAN", **{k: summary[f"mean_{k}"] for k in keys if f"mean_{k}" in summary}})
-        with atomic_open(csv_out, overwrite=True, newline="") as f:
+        with atomic_open(csv_out, overwrite=overwrite, newline="") as f:
             f.write(buf.getvalue())
     return result

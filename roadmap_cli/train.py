@@ -28,6 +28,7 @@ from .errors import InputError
 from .infer.device import resolve_device
 from .infer.predict import Predictor, predict_array
 from .io.atomic import atomic_open
+from .io.guard import Inputs, guard_outputs
 from .io.images import read_image, read_label
 from .metrics.apls import apls_from_masks
 from .metrics.pixel import PixelCounts
@@ -89,7 +90,7 @@ class Recipe:
                 raise InputError(f"config {config} must be a mapping of recipe keys to values")
             unknown = set(extra) - {f.name for f in dataclasses.fields(cls)}
             if unknown:
-                raise InputError(f"config {config}: unknown keys {sorted(unknown)}")
+                raise InputError(f"config {config}: unknown keys {sorted(map(str, unknown))}")
             values.update(extra)
         values.update(overrides or {})
         zoom = parse_scale_aug(values.get("scale_aug"))
@@ -232,8 +233,16 @@ def _place(opts: TrainOptions) -> _Placement:
     return _Placement(device, info.world, info.rank)
 
 
+RUN_FILES = ("last.pt", "best.pt", "final.pt", "metrics.csv", "summary.yaml")  # what a run writes into --out
+
+
 def _check_run_folder(opts: TrainOptions) -> Path:
-    last = Path(opts.out) / "last.pt"
+    out = Path(opts.out)
+    ins = Inputs({"--config {}": opts.config, "--sam2-checkpoint {}": opts.sam2_checkpoint, "--init {}": opts.init})
+    if opts.root is not None and Path(opts.root).is_file():  # a mix manifest
+        ins.add("--root {}", opts.root)
+    guard_outputs({f"--out ({name})": out / name for name in RUN_FILES}, ins)
+    last = out / "last.pt"
     if last.exists() and not opts.resume:
         raise InputError(f"{opts.out} already holds a run (last.pt); pass --resume to continue it or choose another "
                          "--out")

@@ -3,8 +3,6 @@ versioned checkpoint format, the official SAM2 / SAM2.1 encoder checkpoints, and
 from a checkpoint for both training and inference (:func:`model_from_checkpoint`)."""
 from __future__ import annotations
 
-import pickle
-import zipfile
 from importlib import resources
 from pathlib import Path
 
@@ -53,8 +51,8 @@ def config_from_dict(d: dict, source) -> ModelConfig:
     """A :class:`ModelConfig` from a dict (checkpoint or YAML); an invalid one is a :class:`CheckpointError`."""
     try:
         return ModelConfig.from_dict(d)
-    except (TypeError, ValueError) as e:
-        raise CheckpointError(f"{source}: {e}") from e
+    except (TypeError, ValueError, KeyError, AttributeError) as e:
+        raise CheckpointError(f"{source}: not a model configuration ({' '.join(str(e).split())[:120]})") from e
 
 
 MAX_PARAMETERS = 2_000_000_000  # 8 GB of fp32 weights; Anchor-SAM-L has 0.25 G
@@ -156,10 +154,15 @@ def _torch_load(path: Path) -> dict:
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint {path} not found")
+    if path.stat().st_size == 0:
+        raise CheckpointError(f"checkpoint {path} is empty (0 bytes): an interrupted download or copy?")
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
-    except (RuntimeError, pickle.UnpicklingError, zipfile.BadZipFile, EOFError, ValueError) as e:
-        raise CheckpointError(f"checkpoint {path} is not a readable PyTorch checkpoint ({type(e).__name__})") from e
+    except MemoryError:
+        raise
+    except Exception as e:  # noqa: BLE001 - truncated, garbage or foreign files fail in many ways inside torch.load
+        raise CheckpointError(f"checkpoint {path} is not a readable PyTorch checkpoint ({type(e).__name__}: "
+                              f"{' '.join(str(e).split())[:80]})") from e
     if not isinstance(obj, dict):
         raise CheckpointError(f"checkpoint {path} does not hold a dict of tensors")
     return obj
@@ -181,12 +184,22 @@ def read_checkpoint(path: str | Path) -> dict:
     """A roadmap checkpoint as a dict; anything else is a :class:`CheckpointError` naming what it is."""
     ck = _torch_load(Path(path))
     if ck.get("format") != FORMAT or "model" not in ck or "model_config" not in ck:
-        if any(k.startswith("image_encoder.") for k in ck.get("model", ck)):
+        keys = ck.get("model", ck)
+        if isinstance(keys, dict) and any(str(k).startswith("image_encoder.") for k in keys):
             raise CheckpointError(f"{path} is a SAM2 checkpoint (encoder only); pass it to `roadmap train "
                                   "--sam2-checkpoint`, not as road-model weights")
         raise CheckpointError(f"{path} is not a roadmap checkpoint (no 'format: {FORMAT}' header)")
-    if int(ck.get("version", 0)) > VERSION:
+    version = ck.get("version", 0)
+    if not isinstance(version, int) or isinstance(version, bool):
+        raise CheckpointError(f"{path}: its checkpoint version {version!r} is not a number")
+    if version > VERSION:
         raise CheckpointError(f"{path} was written by a newer roadmap (checkpoint version {ck['version']})")
+    state = ck["model"]
+    if not isinstance(state, dict) or not all(isinstance(k, str) and isinstance(v, torch.Tensor)
+                                              for k, v in state.items()):
+        raise CheckpointError(f"{path}: its 'model' entry is not a state dict of named tensors")
+    if not isinstance(ck["model_config"], dict):
+        raise CheckpointError(f"{path}: its 'model_config' entry is not a mapping")
     return ck
 
 
@@ -276,8 +289,10 @@ def load_sam2_encoder(model: AnchorSAM, path: str | Path) -> int:
     """
     ck = _torch_load(Path(path))
     sd = ck.get("model", ck)
-    enc = {k[len("image_encoder."):]: v for k, v in sd.items()
-           if k.startswith("image_encoder.trunk.") or k.startswith("image_encoder.neck.")}
+    if not isinstance(sd, dict):
+        raise CheckpointError(f"{path}: its 'model' entry is not a state dict: not a SAM2 checkpoint")
+    enc = {k[len("image_encoder."):]: v for k, v in sd.items() if isinstance(k, str) and isinstance(v, torch.Tensor)
+           and (k.startswith("image_encoder.trunk.") or k.startswith("image_encoder.neck."))}
     if not enc:
         raise CheckpointError(f"{path} has no image_encoder.trunk/neck weights: not a SAM2 checkpoint")
     target = model.encoder.state_dict()

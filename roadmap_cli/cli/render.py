@@ -21,9 +21,9 @@ class RichReporter(Reporter):
                                  TextColumn("{task.fields[info]}"), TimeElapsedColumn(), TimeRemainingColumn(),
                                  disable=disable, transient=False)
         self.tasks: dict[str, int] = {}
+        self.started = False
 
-    def __enter__(self) -> "RichReporter":
-        self.progress.start()
+    def __enter__(self) -> "RichReporter":  # the bars start with the first stage: a refusal before it prints nothing
         return self
 
     def __exit__(self, *exc) -> None:
@@ -31,6 +31,9 @@ class RichReporter(Reporter):
 
     def start(self, stage: str, total: int, completed: int = 0) -> None:
         """A new bar."""
+        if not self.started:
+            self.progress.start()
+            self.started = True
         self.tasks[stage] = self.progress.add_task(stage, total=total, completed=completed, info="")
 
     def advance(self, stage: str, n: int = 1, info: str = "") -> None:
@@ -43,7 +46,8 @@ class RichReporter(Reporter):
 
     def close(self) -> None:
         """Stop drawing (idempotent)."""
-        self.progress.stop()
+        if self.started:
+            self.progress.stop()
 
 
 def print_table(title: str, rows: list[tuple[str, str]]) -> None:

@@ -7,6 +7,8 @@ from typing import Optional
 
 import typer
 
+from . import options
+
 
 def score(
     pred: Path = typer.Argument(..., help="Prediction file or folder (masks or road vectors)."),
@@ -46,6 +48,7 @@ def score(
     skip_unmatched: bool = typer.Option(False, "--skip-unmatched",
                                         help="Leave ground-truth files without a prediction out of the aggregate "
                                              "(default: they score 0, as SpaceNet scores them)."),
+    overwrite: bool = options.OVERWRITE,
     crs: Optional[str] = typer.Option(None, "--crs", help="CRS of road files that name none and whose coordinates "
                                                           "are not degrees, e.g. EPSG:32611."),
 ):
@@ -55,7 +58,8 @@ def score(
     print_scores(run_score(pred, gt, threshold=threshold, slack=slack, apls=apls, node_spacing_m=node_spacing_m,
                            snap_m=snap_m, gsd=gsd, convention=convention, json_out=json_out, csv_out=csv_out,
                            skip_unmatched=skip_unmatched, crs=crs, gt_threshold=gt_threshold,
-                           sat2graph_preset=sat2graph_preset, weight=weight, metric=metric, tile=tile_bounds))
+                           sat2graph_preset=sat2graph_preset, weight=weight, metric=metric, tile=tile_bounds,
+                           overwrite=overwrite))
 
 
 def _fmt(v) -> str:

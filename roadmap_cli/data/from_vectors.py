@@ -10,6 +10,7 @@ from shapely import STRtree, affinity, box, intersection, length
 
 from ..errors import InputError
 from ..io.atomic import atomic_path
+from ..io.guard import guard_outputs
 from ..io.raster import StretchStats, gdal_env, is_georeferenced, open_raster, parse_bands, read_window, working_grid
 from ..io.vectors import read_lines
 from ..tiling import tile_ranges
@@ -104,6 +105,8 @@ def pairs_from_vectors(scene: Path, roads: Path, out: Path, name: str | None = N
         jobs = [(f"{name}_r{i}_c{j}" if multi else name, r0, r1, c0, c1)
                 for i, (r0, r1) in enumerate(rows) for j, (c0, c1) in enumerate(cols)]
         out = Path(out)
+        guard_outputs({f"--out ({sub}/{stem}.png)": out / sub / f"{stem}.png" for stem, *_ in jobs
+                       for sub in ("images", "labels")}, {"the scene {}": scene, "the road vectors {}": roads})
         for stem, *_ in jobs:
             for sub in ("images", "labels"):
                 if (out / sub / f"{stem}.png").exists() and not overwrite:

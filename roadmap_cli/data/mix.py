@@ -117,7 +117,7 @@ def load_mix(path: Path) -> Mix:
         raise InputError(f"{path} needs a 'sources' mapping of source names to their folders")
     unknown = set(doc) - {"road_width_m", "sources"}
     if unknown:
-        raise InputError(f"{path}: unknown keys {sorted(unknown)}")
+        raise InputError(f"{path}: unknown keys {sorted(map(str, unknown))}")
     width = _number(doc.get("road_width_m", 7.0), f"{path}: road_width_m")
     sources = []
     for name, s in doc["sources"].items():
@@ -126,7 +126,7 @@ def load_mix(path: Path) -> Mix:
             raise InputError(f"{where} must be a mapping (kind, root, gsd, val, test, weight)")
         extra = set(s) - {"kind", "root", "gsd", "val", "test", "weight"}
         if extra:
-            raise InputError(f"{where}: unknown keys {sorted(extra)}")
+            raise InputError(f"{where}: unknown keys {sorted(map(str, extra))}")
         kind = s.get("kind", "folder")
         if kind not in KINDS:
             raise InputError(f"{where}: kind {kind!r} is not one of {', '.join(KINDS)}")

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import InputError
-from .raster import ground_resolution, is_georeferenced
+from .raster import check_real_bands, ground_resolution, is_georeferenced
 
 IMAGE_EXT = (".tif", ".tiff", ".png", ".jpg", ".jpeg")
 
@@ -50,6 +50,7 @@ def _read_band(path: Path) -> tuple[np.ndarray, float | None]:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", NotGeoreferencedWarning)
             with rasterio.open(path) as ds:
+                check_real_bands(ds, path)
                 if ds.count >= 3 and ds.dtypes[0] == "uint8":
                     r, g, b = (ds.read(i).astype(np.uint32) for i in (1, 2, 3))
                     a = ((r * 19595 + g * 38470 + b * 7471 + 0x8000) >> 16).astype(np.float64)

@@ -32,9 +32,21 @@ def open_raster(path):
     if os.path.isdir(path):
         raise InputError(f"input {path} is a folder, not a raster")
     try:
-        return rasterio.open(path)
+        ds = rasterio.open(path)
     except RasterioIOError as e:
         raise InputError(f"{path} is not a readable raster ({str(e).splitlines()[0][:120]})") from e
+    check_real_bands(ds, path)
+    return ds
+
+
+def check_real_bands(ds, path) -> None:
+    """Refuse (and close) a raster with complex-valued bands (SAR CInt16/CFloat32): roadmap reads optical imagery,
+    and casting to real would silently drop the imaginary part."""
+    bad = sorted({d for d in ds.dtypes if "complex" in str(d)})
+    if bad:
+        ds.close()
+        raise InputError(f"{path} has complex-valued bands ({', '.join(bad)}): roadmap reads optical imagery; convert "
+                         "it first, e.g. its amplitude with gdal_calc.py --calc='abs(A)' --type=Float32")
 
 
 def parse_bands(spec: str | None, count: int) -> list[int]:

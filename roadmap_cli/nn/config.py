@@ -81,7 +81,7 @@ class ModelConfig:
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = set(d) - known
         if unknown:
-            raise ValueError(f"model config: unknown keys {sorted(unknown)}")
+            raise ValueError(f"model config: unknown keys {sorted(map(str, unknown))}")
         return cls(**d)
 
     def replace(self, **kw) -> "ModelConfig":

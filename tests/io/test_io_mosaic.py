@@ -61,6 +61,10 @@ def test_expand_folders_lists_and_stac(tmp_path):
     work.mkdir()
     scene(work / "prob.tif", np.zeros((8, 8)))  # a run's scratch inside the folder, and its own outputs
     out = scene(tmp_path / "sub" / "mask.tif", np.zeros((8, 8)))
+    # an output path that holds a raster roadmap did not write is a scene (writing over it is refused later) ...
+    assert expand_inputs([tmp_path], exclude=[out]) == [str(a), str(b), str(out)]
+    with rasterio.open(out, "r+") as ds:  # ... one it wrote (tagged) is passed over
+        ds.update_tags(ROADMAP_OUTPUT="mask.tif")
     assert expand_inputs([tmp_path], exclude=[out]) == [str(a), str(b)]
     (tmp_path / "empty").mkdir()
     with pytest.raises(InputError, match="holds no raster files"):

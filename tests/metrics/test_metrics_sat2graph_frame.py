@@ -197,7 +197,7 @@ def test_cli_tile_bounds_set_the_frame(cli, tmp_path):
     for tile, ok in ((None, True), (f"{E0 - 10},{N0 - 2000},{E0 + 400},{N0 + 850}", False)):
         extra = ["--tile-bounds", tile] if tile else []
         code, _, err = cli("score", gt, gt, "--convention", "sat2graph", "--sat2graph-preset", "small",
-                           "--json", tmp_path / "s.json", *extra)
+                           "--json", tmp_path / "s.json", "--overwrite", *extra)
         assert code == 0, err
         v = json.loads((tmp_path / "s.json").read_text())["per_image"][0]["apls"]
         assert (v == 1.0) if ok else math.isnan(v)
