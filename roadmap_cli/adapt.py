@@ -34,12 +34,11 @@ import numpy as np
 import rasterio
 from shapely import clip_by_rect
 
+from .checks import adapt_json_path, adapt_work_folder, check_adapt_paths, guard_adapt
 from .data.from_vectors import RoadLabels, labelled_window, road_lines, write_pair
 from .errors import InputError
 from .io.atomic import atomic_open, atomic_path, check_output_path
-from .io.guard import Inputs, guard_outputs
 from .io.images import read_label
-from .io.mosaic import LIST_SUFFIXES, expand_inputs
 from .io.raster import StretchStats, gdal_env, is_georeferenced, open_raster, parse_bands, working_grid
 from .metrics.pixel import PixelCounts
 from .progress import SILENT, Reporter
@@ -137,35 +136,22 @@ class AdaptResult:
 
 def work_folder(output: Path) -> Path:
     """The run's work folder beside its checkpoint: ``roads.pt`` -> ``roads.adapt/``."""
-    output = Path(output)
-    return output.with_name(output.stem + ".adapt")
+    return adapt_work_folder(output)
 
 
 def _json_path(opts: AdaptOptions) -> Path:
-    """The JSON report: ``--json``, else the checkpoint's name with ``.json``."""
-    return Path(opts.json_out) if opts.json_out else Path(opts.output).with_suffix(".json")
+    return adapt_json_path(opts.output, opts.json_out)
 
 
-def _guard(opts: AdaptOptions, sources=()) -> None:
-    """Neither output nor the work folder (removed when a run starts again) may be or hold an input: the scenes (as
-    given and as their lists name them), the road vectors, the starting checkpoints."""
-    if not sources:  # before any work: the scenes that folders, lists and STAC items name
-        named = [Path(x) for x in opts.scene if Path(x).is_dir() or Path(x).suffix.lower() in (*LIST_SUFFIXES, ".json")]
-        if named:
-            sources = expand_inputs(named, opts.asset, exclude=[opts.output, _json_path(opts),
-                                                                work_folder(opts.output)])
-    ins = Inputs().add("the scene {}", list(opts.scene)).add("the scene {}", list(sources))
-    ins.add("the road vectors {}", opts.roads).add("--init {}", opts.init).add("--sam2-checkpoint {}",
-                                                                                 opts.sam2_checkpoint)
-    guard_outputs({"-o": opts.output, "--json": _json_path(opts)}, ins,
-                  removes={"the work folder": work_folder(opts.output)})
+def _guard(opts: AdaptOptions, sources=None) -> None:
+    guard_adapt(opts.scene, opts.roads, opts.output, opts.json_out, opts.init, opts.sam2_checkpoint, opts.asset,
+                sources)
 
 
 def _check(opts: AdaptOptions) -> None:
     """Refuse options that cannot work, before anything is read or written."""
     _guard(opts)
-    if Path(opts.output).suffix.lower() not in (".pt", ".pth", ".ckpt"):
-        raise InputError(f"-o {opts.output}: the adapted model is a checkpoint; name it .pt")
+    check_adapt_paths(opts.scene, opts.roads, opts.output, None, opts.init, opts.overwrite, opts.resume)
     for key in ("steps", "batch_size", "crop", "lr", "road_width_m"):
         v = getattr(opts, key)
         if isinstance(v, bool) or not isinstance(v, (int, float)) or not (0 < v < float("inf")):
@@ -180,12 +166,6 @@ def _check(opts: AdaptOptions) -> None:
         raise InputError(f"--model {opts.model} without --sam2-checkpoint would start from random weights; give its "
                          "SAM2 checkpoint (roadmap models download), or --init a trained roadmap checkpoint")
     Holdout.parse(opts.holdout)
-    roads = Path(opts.roads)
-    if not roads.exists():
-        raise InputError(f"road vectors {roads} not found")
-    if Path(opts.output).exists() and not opts.overwrite and not opts.resume:
-        raise InputError(f"output {opts.output} exists; pass --overwrite to replace it")
-    check_output_path(opts.output, overwrite=True)
     work = work_folder(opts.output)
     if (work / "run.json").is_file() and not opts.resume and not opts.overwrite:
         raise InputError(f"{work} holds an adapt run; pass --resume to continue it, or --overwrite to start again")

@@ -7,18 +7,9 @@ import networkx as nx
 import numpy as np
 from shapely.geometry import LineString, Point
 
-from .errors import InputError, OutputError
+from .checks import FORMATS, output_format  # noqa: F401 - re-exported
+from .errors import InputError
 from .io.atomic import atomic_path
-
-FORMATS = {".gpkg": "GPKG", ".geojson": "GeoJSON", ".json": "GeoJSON", ".graphml": "GraphML"}
-
-
-def output_format(path) -> str:
-    """The vector format of an output path, from its suffix."""
-    fmt = FORMATS.get(Path(path).suffix.lower())
-    if fmt is None:
-        raise OutputError(f"output {path}: unknown format; use .gpkg, .geojson or .graphml")
-    return fmt
 
 
 def metric_lengths(geoms, crs, metres_per_unit: float | None = None) -> np.ndarray:

@@ -24,16 +24,16 @@ from pathlib import Path
 
 import numpy as np
 
+from .checks import check_extract_paths, extract_work_folder, guard_extract
 from .engines import RayEngine, TileJob, check_engine
 from .errors import InputError, OutputError, OutputExistsError, UserError
-from .export import output_format, to_geodataframes, write_graph
+from .export import to_geodataframes, write_graph
 from .graph import CleanOptions, graph_from_rasters
 from .graph.mask import PostOptions, mask_rasters
 from .infer.device import resolve_device, resolve_precision
 from .infer.predict import Predictor
 from .infer.stitch import TileCache, blend_tiles, predict_tiles
-from .io.atomic import atomic_path, check_output_path, is_disk_full, run_lock
-from .io.guard import Inputs, guard_outputs
+from .io.atomic import atomic_path, is_disk_full, run_lock
 from .io.mosaic import (
     LIST_SUFFIXES,
     OWN_OUTPUT_TAG,
@@ -181,6 +181,7 @@ class _Session:
     threshold: float
     scene: object = None  # the scene's own dataset (``ds`` is its warped view when one scale does not fit it)
     views: object = None  # a mosaic's scenes on its grid (io.mosaic.SceneViews), read one by one where they overlap
+    load_s: float = 0.0  # seconds spent loading the model
 
     @property
     def scene_crs(self):
@@ -207,29 +208,15 @@ def compute_info(cuda: bool) -> list[tuple[str, str]]:
     return rows
 
 
-def _outputs(opts: ExtractOptions) -> list:
-    return [p for p in (opts.output, opts.prob_out, opts.mask_out, opts.preview, opts.report) if p is not None]
+def _outputs(opts: ExtractOptions) -> dict:
+    return {"-o": opts.output, "--prob-out": opts.prob_out, "--mask-out": opts.mask_out, "--preview": opts.preview,
+            "--report": opts.report}
 
 
 def _validate(opts: ExtractOptions) -> None:
-    items = [Path(x) for x in (opts.scene if isinstance(opts.scene, (list, tuple)) else [opts.scene])]
-    named = [x for x in items if x.is_dir() or x.suffix.lower() in (*LIST_SUFFIXES, ".json")]
-    _check_outputs_are_new(opts, expand_inputs(named, opts.asset, exclude=_outputs(opts)) if named else ())
-    output_format(opts.output)
-    check_output_path(opts.output, opts.overwrite)
-    for p in (opts.prob_out, opts.mask_out):
-        if p is not None:
-            if Path(p).suffix.lower() not in (".tif", ".tiff"):
-                raise InputError(f"{p}: raster outputs must end in .tif")
-            check_output_path(p, opts.overwrite)
-    if opts.report is not None:
-        if Path(opts.report).suffix.lower() not in (".html", ".htm"):
-            raise InputError(f"--report {opts.report}: must end in .html")
-        check_output_path(opts.report, opts.overwrite)
-    if opts.preview is not None:
-        if Path(opts.preview).suffix.lower() != ".png":
-            raise InputError(f"--preview {opts.preview}: must end in .png")
-        check_output_path(opts.preview, opts.overwrite)
+    _check_outputs_are_new(opts)
+    check_extract_paths(opts.scene, opts.output, opts.prob_out, opts.mask_out, opts.preview, opts.report,
+                        opts.overwrite, opts.resume)
     if opts.tile is not None and (opts.tile < 32 or opts.tile % 32):
         raise InputError(f"--tile must be a positive multiple of 32, got {opts.tile}")
     if opts.overlap is not None and opts.overlap < 0:
@@ -271,17 +258,10 @@ def _validate(opts: ExtractOptions) -> None:
             raise InputError(f"{flag} must be a positive number of metres per pixel, got {value}")
 
 
-def _check_outputs_are_new(opts: ExtractOptions, sources=()) -> None:
+def _check_outputs_are_new(opts: ExtractOptions, sources=None) -> None:
     """No output may be an input (even with --overwrite) or another output, and the work folder removed at the end
-    may hold no input: the scenes as given (lists and STAC files too), the scenes they name (``sources``), the
-    weights."""
-    outputs = {"-o": opts.output, "--prob-out": opts.prob_out, "--mask-out": opts.mask_out,
-               "--preview": opts.preview, "--report": opts.report}
-    scenes = opts.scene if isinstance(opts.scene, (list, tuple)) else [opts.scene]
-    ins = Inputs().add("the scene {}", scenes).add("the scene {}", list(sources)).add("--weights {}", opts.weights)
-    if opts.model is not None and Path(opts.model).suffix:  # a checkpoint file, not a variant name
-        ins.add("--model {}", opts.model)
-    guard_outputs(outputs, ins, removes={"the work folder": _work_folder(opts)})
+    may hold no input (:func:`checks.guard_extract`)."""
+    guard_extract(opts.scene, _outputs(opts), opts.model, opts.weights, opts.asset, sources)
 
 
 @contextlib.contextmanager
@@ -302,7 +282,9 @@ def _session(opts: ExtractOptions):
             raise InputError(f"{opts.scene} has no valid pixels (all nodata)")
         device = resolve_device(opts.device)
         dtype = resolve_precision(opts.precision, device)
+        t_load = time.perf_counter()
         model = load_model(opts.model, opts.weights, device, opts.random_weights)
+        load_s = time.perf_counter() - t_load
         cfg = model.cfg
         scene, variation = ds, ground_scale_variation(ds) if opts.scene_gsd is None else 0.0
         if variation > 0.01:  # one scale factor does not fit the whole scene: work in its local UTM zone
@@ -324,11 +306,35 @@ def _session(opts: ExtractOptions):
                  *grid.scene_gsd, grid.width, grid.height, grid.gsd, layout.count, layout.th, layout.tw, cfg.name,
                  device)
         views = stack.enter_context(SceneViews(opts.mosaic_sources, ds)) if opts.mosaic_sources else None
-        yield _Session(ds, bands, grid, layout, model, device, dtype, threshold, scene, views)
+        yield _Session(ds, bands, grid, layout, model, device, dtype, threshold, scene, views, load_s)
 
 
 def _work_folder(opts: ExtractOptions) -> Path:
-    return Path(str(opts.output) + ".roadmap-work")
+    return extract_work_folder(opts.output)
+
+
+def peak_rss_gb() -> float:
+    """This process's peak resident memory so far (GB): the baseline of imports, GDAL and the loaded model."""
+    import resource
+    import sys
+
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return rss / 1e9 if sys.platform == "darwin" else rss * 1024 / 1e9  # bytes on macOS, KiB on Linux
+
+
+# the run's memory above the baseline the plan measures: the model's activations for one batch, what running adds
+# whatever the scene (the first forward's allocations, thread pools, GDAL's bounded cache), then buffers that grow
+# with the working grid up to the size where blend blocks and graph tiles bound them.  Fitted on 300 and 6000 px
+# scenes at 1 m (peaks 1.170 and 1.358 GB, 2026-12-07); tests/test_extract_memory.py checks other sizes.
+RUN_FIXED_GB = 0.21
+GRID_GB_PER_MPX = 0.0052
+GRID_MPX_CAP = 64.0
+
+
+def plan_memory_gb(baseline_gb: float, activations_gb: float, grid_px: int) -> float:
+    """The expected peak RSS of a run: the measured baseline, one batch's activations, the fixed cost of running,
+    the grid's buffers."""
+    return baseline_gb + activations_gb + RUN_FIXED_GB + GRID_GB_PER_MPX * min(grid_px / 1e6, GRID_MPX_CAP)
 
 
 def _plan(opts: ExtractOptions, s: _Session) -> ExtractPlan:
@@ -337,10 +343,10 @@ def _plan(opts: ExtractOptions, s: _Session) -> ExtractPlan:
     lay, cfg = s.layout, s.model.cfg
     n = len(lay.ys) * len(lay.xs)
     params = count_parameters(s.model)
-    # activations dominate; scaled from the fp32 decoder-block-1 DCNv3 figure of the spec (~0.9 GB per 1024^2
-    # tile at 384 channels) by tile area and decoder width
+    # activations: scaled from the fp32 decoder-block-1 DCNv3 figure of the spec (~0.9 GB per 1024^2 tile at 384
+    # channels) by tile area and decoder width
     per_tile_gb = 1.2 * (lay.th * lay.tw) / 1024 ** 2 * (cfg.decoder_channels[-1] + cfg.d_model) / 320
-    memory = params * 4 / 1e9 + opts.batch_size * per_tile_gb + 0.5
+    memory = plan_memory_gb(peak_rss_gb(), opts.batch_size * per_tile_gb, s.grid.width * s.grid.height)
     scratch = (n * lay.th * lay.tw * 2 + s.grid.width * s.grid.height * 10) / 1e9
     sc = s.scene
     work = _work_folder(opts)
@@ -373,7 +379,7 @@ def _resolved_scene(opts: ExtractOptions):
     """``opts`` with ``scene`` one raster: the given one, or a GTI mosaic of many (:func:`scene_raster`), and the
     list of source scenes."""
     items = [Path(x) for x in (opts.scene if isinstance(opts.scene, (list, tuple)) else [opts.scene])]
-    with scene_raster(items, opts.asset, _outputs(opts)) as (path, sources):
+    with scene_raster(items, opts.asset, [p for p in _outputs(opts).values() if p]) as (path, sources):
         _check_outputs_are_new(opts, sources)
         if len(sources) == 1:
             yield dataclasses.replace(opts, scene=path), sources
@@ -405,7 +411,11 @@ def _run_extract(opts: ExtractOptions, reporter: Reporter) -> ExtractResult:
     t_start = time.time()
     times: dict[str, float] = {}
     work = _work_folder(opts)
+    from .nn import fused
+
+    built = fused.build_seconds
     with run_lock(opts.output), _session(opts) as s:
+        times["model load"] = s.load_s
         _check_free_space(opts, s, work)
         _prepare_work(work, _run_key(opts, s), _manifest_options(opts, s), opts)
         created_here = not opts.resume
@@ -422,7 +432,7 @@ def _run_extract(opts: ExtractOptions, reporter: Reporter) -> ExtractResult:
                 with _timed(times, "graph"):
                     g = _graph_stage(opts, s, prob_r, mask_r, work, reporter, engine)
             with _timed(times, "write"):
-                edges, nodes = _write_stage(opts, s, g, stretch, prob_r, mask_r, work, reporter)
+                edges, nodes, notes = _write_stage(opts, s, g, stretch, prob_r, mask_r, work, reporter, stats)
         except UserError:
             if created_here:
                 shutil.rmtree(work, ignore_errors=True)
@@ -433,6 +443,9 @@ def _run_extract(opts: ExtractOptions, reporter: Reporter) -> ExtractResult:
                                   f"the same command with --resume: the predicted tiles are kept in {work}") from e
             raise
     shutil.rmtree(work, ignore_errors=True)
+    if fused.build_seconds > built:  # the kernel was compiled during the first tiles: not inference
+        times["kernel build"] = fused.build_seconds - built
+        times["infer"] = max(0.0, times["infer"] - times["kernel build"])
     times["total"] = time.time() - t_start
     reporter.close()
     result = ExtractResult(Path(opts.scene), Path(opts.output), len(edges), len(nodes),
@@ -440,7 +453,7 @@ def _run_extract(opts: ExtractOptions, reporter: Reporter) -> ExtractResult:
                            s.grid.gsd, s.grid.scene_gsd, times, s.model.cfg.name,
                            model_domain(opts.model, opts.weights), stats["valid_px"] * s.grid.gsd ** 2 / 1e6,
                            _percentile(stats["hist"], 0.99))
-    result.notes = _doubts(result, s.threshold)
+    result.notes = notes
     for note in result.notes:
         log.info("note: %s", note)
     return result
@@ -457,16 +470,19 @@ def _percentile(hist, q: float) -> float:
 MIN_ROAD_KM_PER_KM2 = 0.5  # far below any inhabited area's road density (rural Europe: ~1-2 km/km2)
 
 
-def _doubts(r: ExtractResult, threshold: float) -> list[str]:
-    """One line for each sign that the model does not know this imagery."""
+def _doubts(km: float, valid_km2: float, prob_p99: float, threshold: float, domain: str) -> list[str]:
+    """One line for each sign that the model does not know this imagery (shown on the terminal, in the preview's
+    caption and in the report's banner)."""
     advice = ("the model may not know this kind of imagery ({}); adapt it to your area with road vectors of part "
-              "of it: roadmap adapt SCENE.tif ROADS.gpkg -o model.pt").format(r.domain)
+              "of it: roadmap adapt SCENE.tif ROADS.gpkg -o model.pt").format(domain)
     notes = []
-    if r.valid_km2 > 0 and r.prob_p99 < threshold / 2:
-        notes.append(f"road probabilities never approach the threshold (99th percentile {r.prob_p99:.2f}, "
+    if valid_km2 > 0 and prob_p99 < threshold / 2:
+        notes.append(f"road probabilities never approach the threshold (99th percentile {prob_p99:.2f}, "
                      f"threshold {threshold:.2f}): " + advice)
-    elif r.valid_km2 >= 0.05 and r.km / r.valid_km2 < MIN_ROAD_KM_PER_KM2:
-        notes.append(f"only {r.km / r.valid_km2:.2f} km of road per km2 found: " + advice)
+    elif valid_km2 >= 0.05 and km / valid_km2 < MIN_ROAD_KM_PER_KM2:
+        notes.append(f"only {km / valid_km2:.2f} km of road per km2 found: " + advice)
+    elif km == 0 and valid_km2 > 0:
+        notes.append("no road found: " + advice)
     return notes
 
 
@@ -561,7 +577,7 @@ def _graph_stage(opts, s: _Session, prob_r, mask_r, work: Path, reporter: Report
     return g
 
 
-def _write_stage(opts, s: _Session, g, stretch, prob_r, mask_r, work: Path, reporter: Reporter):
+def _write_stage(opts, s: _Session, g, stretch, prob_r, mask_r, work: Path, reporter: Reporter, stats: dict):
     reporter.start("write", 1 + bool(opts.prob_out) + bool(opts.mask_out) + bool(opts.preview) + bool(opts.report))
     grid = s.grid
     out_crs = opts.to_crs or (s.scene_crs if s.scene_crs != grid.crs else None)
@@ -569,6 +585,8 @@ def _write_stage(opts, s: _Session, g, stretch, prob_r, mask_r, work: Path, repo
                                     grid.metres_per_unit)
     write_graph(opts.output, edges, nodes, overwrite=opts.overwrite)
     reporter.advance("write")
+    notes = _doubts(float(edges["length_m"].sum() / 1000.0), stats["valid_px"] * grid.gsd ** 2 / 1e6,
+                    _percentile(stats["hist"], 0.99), s.threshold, model_domain(opts.model, opts.weights))
     prob_r.close()
     mask_r.close()
     on_input = opts.raster_grid == "input" and (grid.resampled or s.scene is not s.ds)
@@ -583,15 +601,15 @@ def _write_stage(opts, s: _Session, g, stretch, prob_r, mask_r, work: Path, repo
     if opts.preview:
         if opts.raster_grid == "input":
             _preview(s.scene, s.bands, stretch, edges.to_crs(s.scene.crs) if s.scene.crs else edges,
-                     s.scene.transform, s.scene.width, s.scene.height, opts.preview, opts.overwrite)
+                     s.scene.transform, s.scene.width, s.scene.height, opts.preview, opts.overwrite, notes)
         else:
             _preview(s.ds, s.bands, stretch, edges if out_crs is None else edges.to_crs(grid.crs), grid.transform,
-                     grid.width, grid.height, opts.preview, opts.overwrite)
+                     grid.width, grid.height, opts.preview, opts.overwrite, notes)
         reporter.advance("write")
     if opts.report:
-        _report(opts, s, stretch, work / "prob.tif", edges, nodes)
+        _report(opts, s, stretch, work / "prob.tif", edges, nodes, notes)
         reporter.advance("write")
-    return edges, nodes
+    return edges, nodes, notes
 
 
 # ------------------------------------------------------------------------------------ work folder / resume
@@ -675,7 +693,7 @@ def _to_cog(src: Path, dst: Path, overwrite: bool) -> None:
         rio_copy(src, tmp, driver="COG", compress="deflate")
 
 
-def _report(opts, s: _Session, stretch, prob_path: Path, edges, nodes) -> None:
+def _report(opts, s: _Session, stretch, prob_path: Path, edges, nodes, notes=()) -> None:
     import rasterio
 
     from .report import build_report
@@ -684,14 +702,14 @@ def _report(opts, s: _Session, stretch, prob_path: Path, edges, nodes) -> None:
     summary = [("scene", Path(opts.scene).name), ("road length", f"{edges['length_m'].sum() / 1000:.2f} km"),
                ("nodes / edges", f"{len(nodes)} / {len(edges)}"),
                ("resolution", f"scene {gx:.2f} x {gy:.2f} m/px, model {s.grid.gsd:.2f} m/px"),
-               ("model", s.model.cfg.name)]
+               ("model", f"{s.model.cfg.name}, {model_domain(opts.model, opts.weights)}")]
     with rasterio.open(prob_path) as prob:
-        page = build_report(s.scene, s.bands, stretch, prob, edges, summary)
+        page = build_report(s.scene, s.bands, stretch, prob, edges, summary, banner=list(notes))
     with atomic_path(opts.report, overwrite=opts.overwrite) as tmp:
         tmp.write_text(page, encoding="utf-8")
 
 
-def _preview(ds, bands, stretch, edges, transform, width, height, path, overwrite) -> None:
+def _preview(ds, bands, stretch, edges, transform, width, height, path, overwrite, notes=()) -> None:
     from PIL import Image, ImageDraw
     from PIL.PngImagePlugin import PngInfo
     from rasterio.enums import Resampling
@@ -705,11 +723,17 @@ def _preview(ds, bands, stretch, edges, transform, width, height, path, overwrit
     for geom in edges.geometry:
         pts = [inv @ xy for xy in geom.coords]
         draw.line([(c / f, r / f) for c, r in pts], fill=(255, 40, 40), width=max(2, int(3 / f) + 1))
+    if notes:
+        from .report import caption
+
+        img = caption(img, notes)
     with atomic_path(path, overwrite=overwrite) as tmp:
         # zlib level 3: on the example's 1300 px preview 0.19 s and 2.41 MB against 0.59 s and 2.44 MB at PIL's
         # default 6 (aerial imagery barely compresses; level 1: 0.11 s, 2.48 MB)
         info = PngInfo()
         info.add_text(OWN_OUTPUT_TAG, Path(path).name)  # roadmap's output: a folder scan passes over it
+        for note in notes:
+            info.add_text("Comment", note)
         img.save(tmp, format="PNG", compress_level=3, pnginfo=info)
 
 

@@ -30,6 +30,31 @@ def colour(p: float) -> str:
     return "#%02x%02x%02x" % COLOURS[-1][1]
 
 
+def caption(img, notes: list[str], background=(40, 40, 40), colour=(255, 220, 120)):
+    """The image with ``notes`` written in a dark band across its top, inside it (the size stays the scene grid's,
+    so the preview still lines up with the scene): a preview of a run that found no road says so itself, wherever
+    it is opened."""
+    import textwrap
+
+    from PIL import ImageDraw, ImageFont
+
+    img = img.copy()
+    w = img.width
+    try:
+        font = ImageFont.load_default(size=max(11, min(22, w // 60)))
+    except TypeError:  # Pillow without FreeType sizes
+        font = ImageFont.load_default()
+    draw = ImageDraw.Draw(img)
+    char_w = max(1.0, draw.textlength("abcdefghij", font=font) / 10)
+    lines = [ln for note in notes for ln in textwrap.wrap(note, max(20, int((w - 16) / char_w)))]
+    line_h = int(font.getbbox("Ag")[3] * 1.35) + 1
+    band = min(img.height, 12 + line_h * len(lines))
+    draw.rectangle([0, 0, w, band], fill=background)
+    for i, ln in enumerate(lines):
+        draw.text((8, 6 + i * line_h), ln, fill=colour, font=font)
+    return img
+
+
 def _png_url(rgba: np.ndarray) -> str:
     from PIL import Image
 
@@ -100,10 +125,20 @@ def _legend(summary: list[tuple[str, str]]) -> str:
 </div>"""
 
 
+def _banner(notes: list[str]) -> str:
+    items = "".join(f"<div>{html.escape(n)}</div>" for n in notes)
+    return f"""
+<div id="roadmap-banner" role="alert" style="position:fixed; bottom:24px; left:50%; transform:translateX(-50%);
+     z-index:1001; background:#fff3cd; color:#5c4400; border:1px solid #e0b000; padding:8px 12px;
+     font:13px sans-serif; border-radius:4px; max-width:70%; box-shadow:0 1px 4px rgba(0,0,0,.4)">
+  <b>Note</b>{items}
+</div>"""
+
+
 def build_report(scene_ds, bands: list[int], stretch, prob_ds, edges, summary: list[tuple[str, str]],
-                 max_px: int = 1024) -> str:
+                 max_px: int = 1024, banner: list[str] | None = None) -> str:
     """The report page as a string.  ``prob_ds`` is the probability raster (nodata -1), ``edges`` the road graph
-    in any CRS, ``summary`` (label, value) rows."""
+    in any CRS, ``summary`` (label, value) rows, ``banner`` notes shown over the map (a run that found no road)."""
     import folium
 
     if scene_ds.crs is None:
@@ -143,9 +178,55 @@ def build_report(scene_ds, bands: list[int], stretch, prob_ds, edges, summary: l
     m.fit_bounds(bounds)
     folium.LayerControl(collapsed=False).add_to(m)
     m.get_root().html.add_child(folium.Element(_legend(summary)))
+    if banner:
+        m.get_root().html.add_child(folium.Element(_banner(banner)))
     page = m.get_root().render()
     js, css = _leaflet_assets()
     page = re.sub(r'<script src="roadmap-inline://leaflet.js"></script>', lambda _: f"<script>{js}</script>", page)
     page = re.sub(r'<link rel="stylesheet" href="roadmap-inline://leaflet.css"/>',
                   lambda _: f"<style>{css}</style>", page)
     return page
+
+
+COMPARE_STYLE = {"missing": ("#d7301f", None, 4), "unconfirmed": ("#2b8cbe", "6 5", 3), "mapped": ("#636363", None, 2)}
+
+
+def build_compare_report(layers: dict, summary: list[tuple[str, str]]) -> str:
+    """``roadmap compare --report``: one self-contained page with the layers ``missing`` (red), ``unconfirmed``
+    (blue, dashed) and ``mapped`` (grey), each a GeoDataFrame in EPSG:4326, and the summary rows."""
+    import folium
+
+    m = folium.Map(tiles=None, control_scale=True)
+    m.default_js = [("leaflet", "roadmap-inline://leaflet.js")]
+    m.default_css = [("leaflet_css", "roadmap-inline://leaflet.css")]
+    bounds = None
+    for name in ("mapped", "unconfirmed", "missing"):
+        df = layers.get(name)
+        if df is None or not len(df):
+            continue
+        colour, dash, weight = COMPARE_STYLE[name]
+        fields = [c for c in ("length_m", "mean_prob", "joins") if c in df.columns]
+        data = json.loads(df[fields + ["geometry"]].to_json(drop_id=True))
+        folium.GeoJson(data, name=f"{name} ({df['length_m'].sum() / 1000:.2f} km)",
+                       style_function=lambda f, c=colour, d=dash, w=weight: {"color": c, "weight": w, "opacity": 0.9,
+                                                                             "dashArray": d},
+                       tooltip=folium.GeoJsonTooltip(fields=fields)).add_to(m)
+        w, s, e, n = df.total_bounds
+        bounds = [[s, w], [n, e]] if bounds is None else [[min(bounds[0][0], s), min(bounds[0][1], w)],
+                                                           [max(bounds[1][0], n), max(bounds[1][1], e)]]
+    if bounds is not None:
+        m.fit_bounds(bounds)
+    folium.LayerControl(collapsed=False).add_to(m)
+    rows = "".join(f"<tr><td>{html.escape(k)}</td><td>{html.escape(v)}</td></tr>" for k, v in summary)
+    keys = "".join(f'<div><span style="border-top:{w}px {"dashed" if d else "solid"} {c}; display:inline-block; '
+                   f'width:24px; vertical-align:middle"></span> {html.escape(k)}</div>'
+                   for k, (c, d, w) in COMPARE_STYLE.items())
+    m.get_root().html.add_child(folium.Element(
+        f'<div id="roadmap-summary" style="position:fixed; top:10px; left:50px; z-index:1000; background:white; '
+        f'padding:8px 10px; font:12px sans-serif; border-radius:4px; box-shadow:0 1px 4px rgba(0,0,0,.4)">'
+        f'<b>roadmap compare</b><table style="border-collapse:collapse; margin-top:4px">{rows}</table>{keys}</div>'))
+    page = m.get_root().render()
+    js, css = _leaflet_assets()
+    page = re.sub(r'<script src="roadmap-inline://leaflet.js"></script>', lambda _: f"<script>{js}</script>", page)
+    return re.sub(r'<link rel="stylesheet" href="roadmap-inline://leaflet.css"/>', lambda _: f"<style>{css}</style>",
+                  page)

@@ -3,7 +3,6 @@ versioned checkpoint format, the official SAM2 / SAM2.1 encoder checkpoints, and
 from a checkpoint for both training and inference (:func:`model_from_checkpoint`)."""
 from __future__ import annotations
 
-from importlib import resources
 from pathlib import Path
 
 import torch
@@ -15,6 +14,7 @@ from .io.atomic import atomic_path
 from .io.download import Ledger, download, sha256_file
 from .nn.config import ModelConfig
 from .nn.model import AnchorSAM, build_model
+from .registry import _registry, list_rows, models_dir, variant_names  # noqa: F401 - re-exported
 
 FORMAT = "roadmap-checkpoint"
 VERSION = 1
@@ -27,25 +27,6 @@ _ALIASES = {"t": "anchor-sam-t", "s": "anchor-sam-s", "b": "anchor-sam-b", "l": 
 
 
 # ------------------------------------------------------------------------------------------- package data
-
-def models_dir() -> Path:
-    """The folder of variant YAMLs, ``registry.yaml`` and bundled weights: the installed package's own data
-    (``roadmap_cli/models``, also inside a wheel), or ``$ROADMAP_MODELS_DIR``."""
-    override = settings.models_dir_override()
-    if override is not None:
-        return override
-    return Path(str(resources.files("roadmap_cli.models")))
-
-
-def _registry() -> dict:
-    with open(models_dir() / "registry.yaml") as f:
-        return yaml.safe_load(f)
-
-
-def variant_names() -> list[str]:
-    """Names of the variant configs shipped with the package."""
-    return sorted(p.stem for p in models_dir().glob("*.yaml") if p.stem != "registry")
-
 
 def config_from_dict(d: dict, source) -> ModelConfig:
     """A :class:`ModelConfig` from a dict (checkpoint or YAML); an invalid one is a :class:`CheckpointError`."""
@@ -88,25 +69,6 @@ def load_variant(name: str) -> ModelConfig:
     if not isinstance(data, dict):
         raise CheckpointError(f"model config {path} must be a mapping of config keys to values")
     return config_from_dict(data, path)
-
-
-def list_rows() -> list[str]:
-    """Lines for ``roadmap models list``."""
-    reg = _registry()
-    rows = ["variants (configs in roadmap_cli/models/):"]
-    rows += [f"  {v}" for v in variant_names()]
-    rows.append("bundled road models:")
-    for name, entry in reg["bundled"].items():
-        if name == "default":
-            continue
-        flag = " (default)" if reg["bundled"]["default"] == name else ""
-        present = "present" if (models_dir() / entry["file"]).is_file() else "missing"
-        rows.append(f"  {name}{flag}: {models_dir() / entry['file']} [{present}]")
-    rows.append("downloadable SAM2.1 encoder checkpoints (roadmap models download NAME):")
-    for name, entry in reg["sam2"].items():
-        local = settings.home() / "checkpoints" / name
-        rows.append(f"  {name} -> {entry['variant']} [{'downloaded' if local.is_file() else 'not downloaded'}]")
-    return rows
 
 
 def download_weights(name: str, dest: Path | None = None) -> Path:

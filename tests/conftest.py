@@ -13,10 +13,28 @@ ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared" / "data"
 
 
+def error_lines(err: str) -> list[str]:
+    """stderr less the progress lines the CLI prints without a terminal (``roadmap: STAGE started (..)`` /
+    ``roadmap: STAGE n/m, ...``): what a refusal says."""
+    import re
+
+    return [ln for ln in err.splitlines() if ln.strip() and not re.match(r"roadmap: \w+ (started \(|\d+/\d+, )", ln)]
+
+
 def run_cli(*args):
     """Run the CLI in-process; returns (exit code, stdout, stderr) via capsys by the caller."""
     from roadmap_cli.cli import main
     return main([str(a) for a in args])
+
+
+def run_cli_in(folder, *args):
+    """:func:`run_cli` with ``folder`` as the working directory (relative paths in ``args`` are relative to it)."""
+    cwd = os.getcwd()
+    os.chdir(folder)
+    try:
+        return run_cli(*args)
+    finally:
+        os.chdir(cwd)
 
 
 @pytest.fixture

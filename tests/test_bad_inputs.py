@@ -11,7 +11,7 @@ import pytest
 import rasterio
 import torch
 import yaml
-from conftest import run_cli
+from conftest import run_cli_in
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from rasterio.transform import from_origin
@@ -141,14 +141,7 @@ FUZZ = settings(max_examples=25, deadline=None,
 
 
 def _run(capsys, folder: Path, *argv) -> int:
-    import os
-
-    cwd = os.getcwd()
-    os.chdir(folder)
-    try:
-        code = run_cli(*argv)
-    finally:
-        os.chdir(cwd)
+    code = run_cli_in(folder, *argv)
     err = capsys.readouterr().err
     assert code in (0, 2), (argv, err)
     assert "internal error" not in err and "Traceback" not in err, err

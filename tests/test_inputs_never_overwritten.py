@@ -12,7 +12,7 @@ import geopandas as gpd
 import numpy as np
 import pytest
 import rasterio
-from conftest import run_cli
+from conftest import run_cli_in
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from rasterio.transform import from_origin
@@ -114,12 +114,7 @@ def test_no_output_ever_meets_an_input(capsys, scenario, how, overwrite):
         out = _point_at(root, target, how)
         before = _digest(root)
         args = [a.replace("{OUT}", out) for a in argv] + (["--overwrite"] if overwrite and argv[0] != "train" else [])
-        cwd = os.getcwd()
-        os.chdir(root)
-        try:
-            code = run_cli(*args)
-        finally:
-            os.chdir(cwd)
+        code = run_cli_in(root, *args)
         err = capsys.readouterr().err
         assert code == 2, (args, err)
         assert "never writes over an input" in err, (args, err)

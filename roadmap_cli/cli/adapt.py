@@ -7,7 +7,7 @@ from typing import Optional
 import typer
 
 from . import options
-from .render import RichReporter
+from .render import reporter
 from .state import STATE
 
 
@@ -50,14 +50,20 @@ def adapt(
     resume: bool = typer.Option(False, "--resume", help="Continue an interrupted run (same command)."),
 ):
     """Fine-tune the road model on your own imagery and road vectors; report before/after on a hold-out."""
+    from ..checks import check_adapt_paths, guard_adapt
+
+    params = dict(ctx.params)  # the first-hour mistakes are answered before torch and GDAL are imported
+    guard_adapt(params["scene"], params["roads"], params["output"], params["json_out"], params["init"],
+                params["sam2_checkpoint"], params["asset"])
+    check_adapt_paths(params["scene"], params["roads"], params["output"], None, params["init"],
+                      params["overwrite"], params["resume"])
     from ..adapt import AdaptOptions, run_adapt
 
-    params = dict(ctx.params)
     if str(params["scale_aug"]).lower() in ("none", "off", ""):
         params["scale_aug"] = None
     opts = AdaptOptions(**params)
-    with RichReporter(disable=STATE.quiet) as reporter:
-        result = run_adapt(opts, reporter)
+    with reporter(STATE.quiet) as rep:
+        result = run_adapt(opts, rep)
     if not STATE.quiet:
         print_result(result)
 

@@ -2,13 +2,14 @@
 from __future__ import annotations
 
 import sys
+import time
 from pathlib import Path
 from typing import Optional
 
 import typer
 
 from . import options
-from .render import RichReporter, print_table
+from .render import print_table, reporter
 from .state import STATE
 
 
@@ -105,22 +106,62 @@ def extract(
     overwrite: bool = options.OVERWRITE,
     resume: bool = typer.Option(False, "--resume",
                                 help="Continue an interrupted run (same command); predicted tiles are kept."),
+    compare_with: Optional[Path] = typer.Option(None, "--compare",
+                                                help="An existing road map (any line layer, .osm, .osm.pbf): at the "
+                                                     "end, compare the roads found with it (roadmap compare) into "
+                                                     "OUTPUT.compare.gpkg and the missing roads into "
+                                                     "OUTPUT.missing.osm."),
     dry_run: bool = typer.Option(False, "--dry-run",
                                  help="Print the tile plan, resolutions and a memory estimate; run nothing."),
 ):
     """Extract the road graph of a scene, or of many scenes as one mosaic."""
+    from ..checks import check_extract_paths, guard_extract
+
+    p = ctx.params  # the first-hour mistakes are answered before torch and GDAL are imported
+    guard_extract(p["scene"], {"-o": p["output"], "--prob-out": p["prob_out"], "--mask-out": p["mask_out"],
+                               "--preview": p["preview"], "--report": p["report"]}, p["model"], p["weights"],
+                  p["asset"])
+    check_extract_paths(p["scene"], p["output"], p["prob_out"], p["mask_out"], p["preview"], p["report"],
+                        p["overwrite"], p["resume"])
+    comparison = _comparison(p) if p["compare_with"] is not None else None
+    if comparison is not None:
+        from ..compare import check
+
+        check(comparison, pending=True)
     from ..extract import ExtractOptions, plan_extract, run_extract
 
-    opts = ExtractOptions(**{k: v for k, v in ctx.params.items() if k != "dry_run"})
+    startup = time.monotonic() - STATE.t0  # Python, torch, GDAL and the package: before the run's own clock
+    opts = ExtractOptions(**{k: v for k, v in ctx.params.items() if k not in ("dry_run", "compare_with")})
     if dry_run:
         print_plan(plan_extract(opts))
         return
-    with RichReporter(disable=STATE.quiet) as reporter:
-        result = run_extract(opts, reporter)
+    with reporter(STATE.quiet) as rep:
+        result = run_extract(opts, rep)
+    result.times = {"start-up": startup, **result.times}
     if not STATE.quiet:
         print_summary(result)
     for note in result.notes:  # --quiet keeps warnings (on stderr): a result the model may not be trusted on is one
         print(f"note: {note}", file=sys.stderr if STATE.quiet else sys.stdout)
+    if comparison is not None:
+        from ..compare import run_compare
+        from .compare import print_compare
+
+        r = run_compare(comparison)
+        if not STATE.quiet:
+            print_compare(r)
+
+
+def _comparison(p: dict):
+    """``--compare REF``: ``roadmap compare OUTPUT REF`` over the scene's valid pixels (a single scene; a mosaic's
+    area is its --prob-out raster's, else the roads' extent), written beside the output."""
+    from ..compare import CompareOptions
+
+    out = Path(p["output"])
+    scenes = list(p["scene"])
+    single = len(scenes) == 1 and scenes[0].suffix.lower() in (".tif", ".tiff", ".vrt", ".jp2", ".img")
+    return CompareOptions(out, p["compare_with"], out.with_name(out.stem + ".compare.gpkg"),
+                          scene=scenes[0] if single else None, prob=None if single else p["prob_out"],
+                          osm_out=out.with_name(out.stem + ".missing.osm"), overwrite=p["overwrite"])
 
 
 def print_plan(p) -> None:
@@ -135,11 +176,15 @@ def print_plan(p) -> None:
         f"  tiles:           {p.tiles} = {len(lay.ys)} rows x {len(lay.xs)} cols of {lay.th} x {lay.tw}, "
         f"overlap {lay.overlap}",
         f"  model:           {p.model}, {p.params / 1e6:.2f} M params, device {p.device}, {p.precision}",
-        f"  memory estimate: ~{p.memory_gb:.1f} GB peak (batch {p.batch_size}), independent of the scene size",
+        f"  memory estimate: ~{p.memory_gb:.2f} GB peak RSS (batch {p.batch_size}; this process with the model "
+        f"loaded, one batch's activations and the grid's buffers)",
         f"  scratch disk:    ~{p.scratch_gb:.2f} GB in {p.work}/ ({p.free_gb:.1f} GB free"
         f"{': NOT ENOUGH' if p.scratch_gb > p.free_gb else ''})",
     ]
     print("\n".join(lines))
+
+
+TIME_ORDER = ("start-up", "model load", "kernel build", "infer", "stitch", "graph", "write", "total")
 
 
 def print_summary(r) -> None:
@@ -151,7 +196,7 @@ def print_summary(r) -> None:
         ("nodes / edges", f"{r.nodes} / {r.edges}"),
         ("resolution", f"scene {r.scene_gsd[0]:.3f} x {r.scene_gsd[1]:.3f} m/px, model {r.gsd:.2f} m/px (ground)"),
         ("tiles", f"{r.tiles} on a {r.grid[1]} x {r.grid[0]} grid at {r.gsd:.2f} m/px"),
-        ("time", ", ".join(f"{k} {v:.1f} s" for k, v in r.times.items())),
+        ("time", ", ".join(f"{k} {r.times[k]:.1f} s" for k in TIME_ORDER if k in r.times)),
     ])
 
 

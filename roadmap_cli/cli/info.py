@@ -41,5 +41,5 @@ def info():
 
 
 def _models_dir():
-    from ..weights import models_dir
+    from ..registry import models_dir
     return models_dir()

@@ -2,15 +2,24 @@
 from __future__ import annotations
 
 import logging
+import os
 import sys
 import warnings
+
+# OpenMP threads that find no work spin before they sleep; on a machine shared with other jobs that spinning stole
+# the CPU their partner thread needed (adapt's training step cost 1.8-3.6x its quiet CPU time).  A short spin keeps
+# the quiet speed and the busy cost within 1.5x (BENCHMARKS.md "A busy machine").  Set before torch loads libgomp;
+# a user's own OMP_WAIT_POLICY or GOMP_SPINCOUNT wins.  The wait policy changes no result, only who waits how.
+GOMP_SPINCOUNT = "10000"
+if not any(k in os.environ for k in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")):
+    os.environ["GOMP_SPINCOUNT"] = GOMP_SPINCOUNT
 from typing import List, Optional
 
 import typer
 
 from .. import __version__
 from ..errors import UserError
-from . import adapt, datasets, extract, info, models, score, train
+from . import adapt, compare, datasets, extract, info, models, score, train
 from .state import STATE
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False, rich_markup_mode=None,
@@ -31,7 +40,39 @@ def _plain_usage_names() -> None:
         TyperArgument._usage_display_name = usage_name
 
 
+def _plain_types() -> None:
+    """Help names values in words (``PATH``, ``TEXT``, ``INTEGER``, ``NUMBER``, ``a|b`` for choices, ``...`` for
+    several), not Python types (``<list[Path]>``, ``<int range>``)."""
+    from typer.core import _TyperParameter
+
+    if not hasattr(_TyperParameter, "display_type"):
+        return
+    words = {"str": "TEXT", "int": "INTEGER", "float": "NUMBER", "bool": "", "Path": "PATH"}
+
+    def display_type(self, ctx) -> str:
+        desc = getattr(self, "type_descriptor", None)
+        if desc is None:
+            return ""
+        if desc.is_choice and desc.choices:
+            word = "|".join(str(getattr(c, "value", c)) for c in desc.choices)
+        elif desc.is_path:
+            word = "PATH"
+        elif desc.is_ranged:
+            word = "INTEGER" if "int" in str(desc.ranged_type_name).lower() else "NUMBER"
+        else:
+            annotation = desc.annotation
+            if desc.is_list:
+                from typing import get_args
+
+                annotation = (get_args(annotation) or (str,))[0]
+            word = words.get(getattr(annotation, "__name__", str(annotation)), "VALUE")
+        return f"{word}..." if word and desc.is_list else word
+
+    _TyperParameter.display_type = display_type
+
+
 _plain_usage_names()
+_plain_types()
 app.add_typer(models.app, name="models")
 app.add_typer(datasets.app, name="datasets")
 app.command()(info.info)
@@ -39,6 +80,7 @@ app.command()(extract.extract)
 app.command()(score.score)
 app.command()(train.train)
 app.command()(adapt.adapt)
+app.command()(compare.compare)
 
 
 def _version(value: bool):
@@ -78,10 +120,25 @@ def _interrupted(argv) -> int:
     return 130
 
 
+GLOBAL_FLAGS = ("-v", "-vv", "-vvv", "--verbose", "-q", "--quiet", "--debug")
+
+
+def global_flags_first(args: list[str]) -> list[str]:
+    """``-v/-q/--debug`` may stand before or after the command's name: they are moved to the front (not after a
+    ``--``)."""
+    cut = args.index("--") if "--" in args else len(args)
+    head = args[:cut]
+    return [a for a in head if a in GLOBAL_FLAGS] + [a for a in head if a not in GLOBAL_FLAGS] + args[cut:]
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     """Console entry point: runs the app under the error convention."""
+    args = [str(a) for a in (sys.argv[1:] if argv is None else argv)]
+    if not args:  # a bare `roadmap` is a request for help: on stdout, exit 0, as --help
+        args = ["--help"]
+    args = global_flags_first(args)
     try:
-        rc = app(args=argv, standalone_mode=False, prog_name="roadmap")
+        rc = app(args=args, standalone_mode=False, prog_name="roadmap")
         if rc == 130:  # typer turns Ctrl-C into Exit(130), which click returns in this mode
             return _interrupted(argv)
         return rc if isinstance(rc, int) else 0

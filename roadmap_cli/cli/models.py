@@ -11,7 +11,7 @@ app = typer.Typer(no_args_is_help=True, rich_markup_mode=None, help="Model varia
 @app.command("list")
 def models_list():
     """Model variants (configs) and downloadable checkpoints."""
-    from ..weights import list_rows
+    from ..registry import list_rows
 
     for row in list_rows():
         typer.echo(row)

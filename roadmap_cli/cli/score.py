@@ -68,6 +68,23 @@ def _fmt(v) -> str:
     return str(v)
 
 
+def footer(cols: list[str], mean_row: bool) -> str:
+    """What the ALL (and MEAN) rows mean, for the columns printed only."""
+    parts = []
+    if "precision" in cols:
+        parts.append("pixel scores from the counts pooled over all files" + (" (relaxed ones too)"
+                                                                            if "relaxed_f1" in cols else ""))
+    if "apls" in cols:
+        parts.append("APLS the mean over the files")
+    if "topo_f1" in cols:
+        parts.append("TOPO F1 that of the mean P and R (SpaceNet's way)")
+    text = "ALL: " + ", ".join(parts) + "." if parts else ""
+    if mean_row:
+        text += " MEAN: the means of the per-file scores" + (" (TOPO F1: CityScale's way)." if "topo_f1" in cols
+                                                            else ".")
+    return text
+
+
 def print_scores(result: dict) -> None:
     """The per-file table with its ALL row, per-image means and unmatched names."""
     from rich.console import Console
@@ -88,9 +105,7 @@ def print_scores(result: dict) -> None:
         t.add_row("[bold]MEAN (per file)[/bold]", *[_fmt(agg.get(f"mean_{c}", "")) for c in cols])
     con = Console()
     con.print(t)
-    con.print("ALL: pixel scores from the counts pooled over all files (relaxed ones too), APLS the mean over the "
-              "files, TOPO F1 that of the mean P and R (SpaceNet's way). MEAN: the means of the per-file scores "
-              "(TOPO F1: CityScale's way).")
+    con.print(footer(cols, any(f"mean_{c}" in agg for c in cols)))
     if agg.get("apls_nan") and "apls_as_published" in agg:
         con.print(f"APLS ({agg['convention']}, preset {agg['sat2graph_preset']}): {agg['apls_nan']} file(s) scored NaN "
                   "(a direction with no counted pair, e.g. an empty prediction) and are left out of the mean; the "

@@ -7,7 +7,7 @@ from typing import Optional
 import typer
 
 from . import options
-from .render import RichReporter
+from .render import reporter
 from .state import STATE
 
 # flags that override a recipe field of the same name (``select`` comes from ``--select``)
@@ -46,11 +46,14 @@ def train(
     max_steps: Optional[int] = typer.Option(None, "--max-steps", help="Stop after this many steps in total."),
 ):
     """Train or fine-tune Anchor-SAM (BCE + Dice, AdamW, cosine)."""
+    from ..checks import check_train_paths
+
+    check_train_paths(root, config, init, sam2_checkpoint, dataset)  # before torch is imported
     from ..settings import dist_info
     from ..train import TrainOptions, run_train
 
     params = ctx.params
     overrides = {k: params[k] for k in _RECIPE_FLAGS if params[k] is not None}
     opts = TrainOptions(**{k: v for k, v in params.items() if k not in _RECIPE_FLAGS}, overrides=overrides)
-    with RichReporter(disable=STATE.quiet or dist_info().rank != 0) as reporter:
-        run_train(opts, reporter)
+    with reporter(STATE.quiet, enabled=dist_info().rank == 0) as rep:
+        run_train(opts, rep)

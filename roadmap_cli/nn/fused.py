@@ -30,6 +30,7 @@ import platform
 import subprocess
 import tempfile
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from functools import lru_cache
 from pathlib import Path
@@ -47,6 +48,7 @@ THREAD_FLAGS = (("-fopenmp",), ("-fopenmp-simd",))
 
 _lock = threading.Lock()
 _loaded: dict = {}  # kernel path -> (library or None, error or None), one attempt per path and process
+build_seconds = 0.0  # time this process spent compiling the kernel (a run's summary names it)
 _lib_path: Path | None = None
 _lib_error: str | None = None
 _pool: ThreadPoolExecutor | None = None
@@ -111,7 +113,7 @@ def _build(path: Path) -> None:
 
 def load_kernel() -> ctypes.CDLL | None:
     """The compiled CPU kernel (built on first use), or None when it cannot be built here (see :func:`status`)."""
-    global _lib_path, _lib_error
+    global _lib_path, _lib_error, build_seconds
     path = kernel_path()
     with _lock:
         _lib_path = path
@@ -121,7 +123,11 @@ def load_kernel() -> ctypes.CDLL | None:
         lib, _lib_error = None, None
         try:
             if not path.exists():
-                _build(path)
+                t0 = time.perf_counter()
+                try:
+                    _build(path)
+                finally:
+                    build_seconds += time.perf_counter() - t0
             lib = ctypes.CDLL(str(path))
         except (RuntimeError, OSError) as e:
             _lib_error = str(e).splitlines()[0] if str(e) else type(e).__name__
