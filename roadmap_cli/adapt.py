@@ -37,7 +37,7 @@ from shapely import clip_by_rect
 from .checks import adapt_json_path, adapt_work_folder, check_adapt_paths, guard_adapt
 from .data.from_vectors import RoadLabels, labelled_window, road_lines, write_pair
 from .errors import InputError
-from .io.atomic import atomic_open, atomic_path, check_output_path
+from .io.atomic import atomic_open, atomic_path, check_output_path, run_lock
 from .io.images import read_label
 from .io.raster import StretchStats, gdal_env, is_georeferenced, open_raster, parse_bands, working_grid
 from .metrics.pixel import PixelCounts
@@ -277,7 +277,14 @@ def score_holdout(model_arg, folder: Path, out: Path, device: str, reporter: Rep
 
 
 def run_adapt(opts: AdaptOptions, reporter: Reporter = SILENT) -> AdaptResult:
-    """Adapt a road model to ``opts.scene`` with ``opts.roads``; write ``opts.output`` and its JSON report."""
+    """Adapt a road model to ``opts.scene`` with ``opts.roads``; write ``opts.output`` and its JSON report.  The run
+    holds ``OUTPUT.roadmap-lock``: a second run onto the same checkpoint is refused at once, naming this one's pid."""
+    _check(opts)
+    with run_lock(opts.output):
+        return _run_adapt(opts, reporter)
+
+
+def _run_adapt(opts: AdaptOptions, reporter: Reporter = SILENT) -> AdaptResult:
     from .extract import scene_raster
     from .train import TrainOptions, run_train
     from .weights import save_checkpoint

@@ -160,6 +160,25 @@ def check_engine(engine: str, workers: int | None, gpus_per_worker: float) -> No
             raise InputError("--engine ray needs Ray: pip install 'roadmap[ray]' (or pip install ray)") from e
 
 
+def check_reachable(address: str, timeout: float = 5.0) -> None:
+    """A Ray address (``host:port``, ``ray://host:port``) that answers a TCP connection within ``timeout`` seconds;
+    else one line (``ray.init`` itself retries for minutes).  ``auto``/``local`` are Ray's own lookups."""
+    import socket
+
+    if address in ("auto", "local"):
+        return
+    hostport = address.split("://", 1)[-1].split("/", 1)[0]
+    host, _, port = hostport.rpartition(":")
+    if not host or not port.isdigit():
+        raise InputError(f"--address {address}: expected HOST:PORT or ray://HOST:PORT")
+    try:
+        with socket.create_connection((host.strip("[]"), int(port)), timeout=timeout):
+            pass
+    except OSError as e:
+        raise InputError(f"cannot reach the Ray cluster at {address} within {timeout:g} s ({e.strerror or e}); "
+                         "check --address / RAY_ADDRESS") from e
+
+
 class RayEngine:
     """A Ray session for one run: model workers for the predict stage, scene workers for the blend and graph
     stages; the driver writes every file and does the seam join and cleanup, as the local engine does."""
@@ -178,8 +197,20 @@ class RayEngine:
             if address is None:  # a local instance for this run: its files in a short temp folder (socket paths)
                 kw["_temp_dir"] = tempfile.mkdtemp(prefix="rr", dir=ray_temp_root())
             os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-            ray.init(address=address, **kw)
+            if address is not None:
+                check_reachable(address)
+            try:
+                ray.init(address=address, **kw)
+            except (ConnectionError, TimeoutError, RuntimeError, ValueError) as e:
+                raise InputError(f"cannot join the Ray cluster at {address}: {' '.join(str(e).split())[:160]}") from e
             self.started_here = True
+        gpus = float(ray.cluster_resources().get("GPU", 0))
+        if self.gpus_per_worker > gpus:
+            if self.started_here:
+                ray.shutdown()
+                self.started_here = False
+            raise InputError(f"--gpus-per-worker {self.gpus_per_worker:g}: the Ray cluster has {gpus:g} GPU(s); "
+                             "run on GPU nodes, or without --gpus-per-worker on the CPU")
         return self
 
     def __exit__(self, *exc) -> None:
@@ -206,8 +237,8 @@ class RayEngine:
         import ray
         job = self.job
         cache = TileCache(job.cache)
-        reporter.start("infer", job.layout.count, cache.count())
         batches = list(pending_batches(job.layout, cache, batch_size))  # tile ids: small
+        reporter.start("infer", job.layout.count, job.layout.count - sum(len(b) for b in batches))
         if not batches:
             return {"predicted": 0, "workers": 0, "worker_rss_gb": []}
         actors, pool = self._pool(TileWorker, len(batches), self.gpus_per_worker, job)

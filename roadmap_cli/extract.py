@@ -365,8 +365,8 @@ def scene_raster(items: list[Path], asset: str | None = None, exclude=()):
         raise InputError("no scene given")
     plain = len(items) == 1 and not items[0].is_dir() and items[0].suffix.lower() not in (*LIST_SUFFIXES, ".json")
     sources = [str(items[0])] if plain else expand_inputs(items, asset, exclude=exclude)
-    if len(sources) == 1:
-        yield Path(sources[0]), sources
+    if len(sources) == 1:  # a remote one (/vsicurl/, /vsis3/) stays a string: Path would fold its "//"
+        yield (sources[0] if str(sources[0]).startswith("/vsi") else Path(sources[0])), sources
         return
     with tempfile.TemporaryDirectory(prefix="roadmap-mosaic-") as tmp, gdal_env():
         m = build_mosaic(sources, Path(tmp) / "mosaic.gti.gpkg")
@@ -619,6 +619,8 @@ def _run_key(opts: ExtractOptions, s: _Session) -> str:
     h = hashlib.sha256()
     if opts.mosaic_sources:  # the mosaic index is rebuilt on every run; its scenes are what counts
         ident = ["mosaic", scenes_identity(opts.mosaic_sources)]
+    elif str(opts.scene).startswith("/vsi"):  # a remote scene: its address
+        ident = ["remote", scenes_identity([str(opts.scene)])]
     else:
         st = os.stat(opts.scene)
         ident = [str(Path(opts.scene).resolve()), st.st_size, int(st.st_mtime)]

@@ -27,7 +27,7 @@ from .data.sources import Pair, build_pairs, folder_pairs_or_mass
 from .errors import InputError
 from .infer.device import resolve_device
 from .infer.predict import Predictor, predict_array
-from .io.atomic import atomic_open
+from .io.atomic import atomic_open, run_lock
 from .io.guard import Inputs, guard_outputs
 from .io.images import read_image, read_label
 from .metrics.apls import apls_from_masks
@@ -307,7 +307,17 @@ class _State:
 
 
 def run_train(opts: TrainOptions, reporter: Reporter = SILENT) -> Path:
-    """Train (or fine-tune, or resume) and return the path of the best checkpoint (``OUT/best.pt``)."""
+    """Train (or fine-tune, or resume) and return the path of the best checkpoint (``OUT/best.pt``).  The run holds
+    ``OUT.roadmap-lock`` (rank 0): a second run into the same ``--out`` is refused at once, naming this one's pid."""
+    if settings.dist_info().rank != 0:
+        return _run_train(opts, reporter)
+    out = Path(opts.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with run_lock(out):
+        return _run_train(opts, reporter)
+
+
+def _run_train(opts: TrainOptions, reporter: Reporter = SILENT) -> Path:
     recipe = Recipe.load(opts.dataset, opts.config, opts.overrides)
     place = _place(opts)
     torch.manual_seed(recipe.seed)

@@ -3,7 +3,7 @@ small georeferenced scenes (two of them overlapping in different CRSs); a killed
 import numpy as np
 import pytest
 import rasterio
-from conftest import interrupted_at_save
+from conftest import error_lines, interrupted_at_save
 from rasterio.transform import from_origin
 from rasterio.warp import Resampling, reproject, transform_bounds
 
@@ -98,3 +98,19 @@ def test_engine_errors(cli, tmp_path, tiny_ckpt, mosaic):
                       (["--threads", "0"], "--threads must be between 1 and 1024")):
         code, _, err = cli("extract", mosaic[0], "-o", tmp_path / "r.gpkg", "--model", tiny_ckpt, *args)
         assert code == 2 and msg in err and len(err.strip().splitlines()) == 1
+
+
+def test_ray_refuses_what_it_cannot_have(cli, tmp_path, tiny_ckpt, mosaic):
+    """Issue 37: an unreachable --address (a closed port on 127.0.0.1) is refused in bounded time, and GPUs that
+    the cluster does not have are refused instead of waiting for them; one line, exit 2, nothing kept."""
+    import time
+
+    t = time.perf_counter()
+    code, _, err = cli("-q", "extract", mosaic[0], "-o", tmp_path / "r.gpkg", "--model", tiny_ckpt, "--engine", "ray",
+                       "--address", "127.0.0.1:1")
+    assert code == 2 and "cannot reach the Ray cluster at 127.0.0.1:1" in error_lines(err)[-1]
+    assert time.perf_counter() - t < 30
+    code, _, err = cli("-q", "extract", mosaic[0], "-o", tmp_path / "r.gpkg", "--model", tiny_ckpt, "--engine", "ray",
+                       "--gpus-per-worker", "1")
+    assert code == 2 and "the Ray cluster has 0 GPU(s)" in error_lines(err)[-1]
+    assert not (tmp_path / "r.gpkg").exists() and not (tmp_path / "r.gpkg.roadmap-work").exists()

@@ -1,11 +1,14 @@
 """roadmap extract on synthetic georeferenced scenes with a tiny model."""
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
 import rasterio
 import torch
 from conftest import error_lines, interrupted_at_save
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from rasterio.transform import from_origin
 from scipy import ndimage
 from skimage.draw import line as draw_line
@@ -374,3 +377,40 @@ def test_hysteresis_and_bridges_in_extract(tmp_path, tiny_cfg, monkeypatch):
     ex.run_extract(ex.ExtractOptions(scene=scene, output=tmp_path / "b.gpkg", low_threshold=0.3, **kw))
     b = gpd.read_file(tmp_path / "b.gpkg", layer="edges")
     assert len(b) == 1 and b["source"].iloc[0] == "skeleton" and b["length_m"].iloc[0] > 290
+
+
+@pytest.fixture(scope="module")
+def resume_reference(tmp_path_factory):
+    """An uninterrupted run (batches of 3 tiles) to compare resumed runs with: the bundled model in the default
+    precision (bf16 on CPUs with it), whose output for a tile changes in the last bits with its batch mates."""
+    from roadmap_cli import extract as ex
+
+    d = tmp_path_factory.mktemp("resume")
+    scene = make_scene(d / "s.tif", size=400)
+    kw = dict(tile=128, overlap=32, batch_size=3)
+    ex.run_extract(ex.ExtractOptions(scene=scene, output=d / "a.gpkg", prob_out=d / "a.tif", **kw))
+    with rasterio.open(d / "a.tif") as a:
+        return scene, kw, a.read()
+
+
+@pytest.mark.slow
+@settings(max_examples=6, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture,
+                                                                HealthCheck.too_slow])
+@given(st.integers(1, 15))
+def test_resume_is_bit_exact_whatever_the_kill_point(tmp_path, monkeypatch, resume_reference, kill_at):
+    """Issue 37: killed after any number of the 16 tiles was saved (odd ones included, mid-batch too), the resumed
+    run's probabilities equal the uninterrupted run's to the bit."""
+    import tempfile
+
+    from roadmap_cli import extract as ex
+
+    scene, kw, want = resume_reference
+    with tempfile.TemporaryDirectory(dir=tmp_path) as d:
+        out = Path(d)
+        with monkeypatch.context() as m, interrupted_at_save(m, kill_at + 1):
+            ex.run_extract(ex.ExtractOptions(scene=scene, output=out / "b.gpkg", prob_out=out / "b.tif", **kw))
+        assert len(list((out / "b.gpkg.roadmap-work" / "tiles").glob("*.npy"))) == kill_at
+        ex.run_extract(ex.ExtractOptions(scene=scene, output=out / "b.gpkg", prob_out=out / "b.tif", resume=True,
+                                         **kw))
+        with rasterio.open(out / "b.tif") as b:
+            assert np.array_equal(b.read(), want)

@@ -282,3 +282,80 @@ def test_zip_bomb_ratio_is_refused(tmp_path):
     with pytest.raises(InputError, match="zip bomb|would unpack to"):
         safe_extract(bomb, tmp_path / "out", max_bytes=1 << 40)
     assert not (tmp_path / "out").exists()
+
+
+def test_train_and_adapt_hold_a_run_lock(cli, tmp_path):
+    """Issue 37: a second train into one --out, or adapt onto one checkpoint, is refused at once with the live pid
+    (the first run is stood in for by holding its lock here); once it is released, the run goes on as usual."""
+    import geopandas as gpd
+    from shapely.geometry import LineString
+
+    from roadmap_cli.io.atomic import run_lock
+
+    (tmp_path / "data").mkdir()
+    with run_lock(tmp_path / "run"):
+        code, _, err = cli("train", "--dataset", "folder", "--root", tmp_path / "data", "--out", tmp_path / "run",
+                           "--model", "roadmap-compact")
+    assert code == 2 and f"another roadmap run (pid {os.getpid()})" in err
+    code, _, err = cli("train", "--dataset", "folder", "--root", tmp_path / "data", "--out", tmp_path / "run",
+                       "--model", "roadmap-compact")
+    assert code == 2 and "another roadmap run" not in err  # unlocked: it gets as far as the (empty) data
+    assert not (tmp_path / "run.roadmap-lock").exists()
+    with rasterio.open(tmp_path / "s.tif", "w", driver="GTiff", width=64, height=64, count=3, dtype="uint8",
+                       crs="EPSG:32611", transform=from_origin(660000, 4010000, 1, 1)) as ds:
+        ds.write(np.full((3, 64, 64), 90, np.uint8))
+    gpd.GeoDataFrame(geometry=[LineString([(660005, 4009968), (660060, 4009968)])], crs=32611).to_file(
+        tmp_path / "r.geojson")
+    with run_lock(tmp_path / "m.pt"):
+        code, _, err = cli("adapt", tmp_path / "s.tif", tmp_path / "r.geojson", "-o", tmp_path / "m.pt")
+    assert code == 2 and f"another roadmap run (pid {os.getpid()})" in err
+    assert not (tmp_path / "m.pt").exists() and not (tmp_path / "m.adapt").exists()
+
+
+SERVE = ("import functools, http.server, sys\n"
+         "class Quiet(http.server.SimpleHTTPRequestHandler):\n"
+         "    def log_message(self, *a):\n        pass\n"
+         "s = http.server.ThreadingHTTPServer(('127.0.0.1', 0), functools.partial(Quiet, directory=sys.argv[1]))\n"
+         "print(s.server_address[1], flush=True)\ns.serve_forever()\n")
+
+
+@pytest.fixture
+def http_folder(tmp_path):
+    """A local HTTP server (127.0.0.1 only, in its own process: GDAL holds the GIL while it waits for the answer)
+    over ``tmp_path / "www"``; yields (folder, host:port)."""
+    www = tmp_path / "www"
+    (www / "bucket").mkdir(parents=True)
+    proc = subprocess.Popen([sys.executable, "-c", SERVE, str(www)], stdout=subprocess.PIPE, text=True)
+    try:
+        port = int(proc.stdout.readline())
+        yield www, f"127.0.0.1:{port}"
+    finally:
+        proc.kill()
+        proc.wait(timeout=10)
+
+
+def test_stac_hrefs_over_http_and_s3_are_read(cli, tmp_path, http_folder, monkeypatch):
+    """Issue 37: STAC items whose assets are http(s) or s3 hrefs are read through GDAL (/vsicurl/, /vsis3/), here
+    from a server on 127.0.0.1; an href the server does not have is one line and exit 2."""
+    import json
+
+    www, host = http_folder
+    for name in ("bucket/a.tif",):
+        with rasterio.open(www / name, "w", driver="GTiff", width=96, height=96, count=3, dtype="uint8",
+                           crs="EPSG:32611", transform=from_origin(660000, 4010000, 1, 1)) as ds:
+            ds.write(np.random.default_rng(0).integers(0, 255, (3, 96, 96), dtype=np.uint8))
+    monkeypatch.setenv("AWS_NO_SIGN_REQUEST", "YES")  # /vsis3/ against the local server, path-style, plain http
+    monkeypatch.setenv("AWS_S3_ENDPOINT", host)
+    monkeypatch.setenv("AWS_HTTPS", "NO")
+    monkeypatch.setenv("AWS_VIRTUAL_HOSTING", "FALSE")
+    for kind, href in (("http", f"http://{host}/bucket/a.tif"), ("s3", "s3://bucket/a.tif")):
+        (tmp_path / f"{kind}.json").write_text(json.dumps({"type": "Feature", "id": kind, "assets": {
+            "visual": {"href": href, "type": "image/tiff"}}}))
+        code, _, err = cli("-q", "extract", tmp_path / f"{kind}.json", "-o", tmp_path / f"{kind}.gpkg")
+        assert code == 0, (kind, err)
+        assert (tmp_path / f"{kind}.gpkg").is_file()
+    (tmp_path / "gone.json").write_text(json.dumps({"type": "Feature", "id": "g", "assets": {
+        "visual": {"href": f"http://{host}/bucket/gone.tif"}}}))
+    code, _, err = cli("-q", "extract", tmp_path / "gone.json", "-o", tmp_path / "gone.gpkg")
+    assert code == 2 and "cannot be read over the network" in error_lines(err)[0]
+    assert not (tmp_path / "gone.gpkg").exists()

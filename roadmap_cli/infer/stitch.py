@@ -55,18 +55,20 @@ class TileCache:
 
 
 def pending_batches(layout: TileLayout, cache: TileCache, batch_size: int):
-    """The tiles not yet in ``cache``, in row-major order, in batches of ``batch_size`` (the same batches whichever
-    engine runs them); nothing grows with the scene."""
+    """The batches still to predict: the full row-major tile order cut into fixed batches of ``batch_size`` (the
+    last may be shorter), those not wholly in ``cache``.  The batches are the same whatever an interrupted run
+    left, so every tile is predicted beside the same batch mates as in an uninterrupted run (batched kernels may
+    round a tile differently in other company): a resume is bit-exact whatever the kill point.  A batch that was
+    partly saved is predicted again whole (the same bits).  Nothing grows with the scene."""
     cached = cache.count()
     batch = []
     for ij in layout.tiles():
-        if cached and cache.has(*ij):
-            continue
         batch.append(ij)
         if len(batch) == batch_size:
-            yield batch
+            if not cached or not all(cache.has(*t) for t in batch):
+                yield batch
             batch = []
-    if batch:
+    if batch and (not cached or not all(cache.has(*t) for t in batch)):
         yield batch
 
 
@@ -116,9 +118,10 @@ def predict_tiles(layout: TileLayout, read_tile, predictor: Predictor, cache: Ti
                   reporter: Reporter = SILENT) -> int:
     """Predict every tile not yet in ``cache`` in this process (:func:`predict_batch` per batch).  Returns the
     number of tiles predicted now."""
-    reporter.start("infer", layout.count, cache.count())
+    batches = list(pending_batches(layout, cache, batch_size))  # tile ids: small
+    reporter.start("infer", layout.count, layout.count - sum(len(b) for b in batches))
     t0, done = time.time(), 0
-    for batch in pending_batches(layout, cache, batch_size):
+    for batch in batches:
         done += predict_batch(layout, batch, read_tile, predictor, cache)
         reporter.advance("infer", len(batch), f"{done / max(1e-9, time.time() - t0):.2f} tiles/s")
     return done

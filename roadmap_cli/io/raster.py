@@ -27,14 +27,16 @@ def open_raster(path):
     import rasterio
     from rasterio.errors import RasterioIOError
 
-    if not os.path.exists(path):
+    remote = str(path).startswith("/vsi")  # /vsicurl/ (http, https), /vsis3/: GDAL reads them, nothing to stat
+    if not remote and not os.path.exists(path):
         raise InputError(f"input {path} not found")
-    if os.path.isdir(path):
+    if not remote and os.path.isdir(path):
         raise InputError(f"input {path} is a folder, not a raster")
     try:
-        ds = rasterio.open(path)
+        ds = rasterio.open(str(path) if remote else path)
     except RasterioIOError as e:
-        raise InputError(f"{path} is not a readable raster ({str(e).splitlines()[0][:120]})") from e
+        what = "cannot be read over the network" if remote else "is not a readable raster"
+        raise InputError(f"{path} {what} ({str(e).splitlines()[0][:120]})") from e
     check_real_bands(ds, path)
     return ds
 
