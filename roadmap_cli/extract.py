@@ -438,9 +438,14 @@ def _run_extract(opts: ExtractOptions, reporter: Reporter) -> ExtractResult:
                 shutil.rmtree(work, ignore_errors=True)
             raise
         except Exception as e:
-            if is_disk_full(e, work.parent):  # keep what is done: --resume continues once there is room
-                raise OutputError(f"the disk is full ({' '.join(str(e).split())[:120]}); free some space, then run "
-                                  f"the same command with --resume: the predicted tiles are kept in {work}") from e
+            # keep what is done: --resume continues once there is room (an output may sit on another, full disk;
+            # GDAL's writers often say only "IO error", so the free space of each output's folder is looked at too)
+            full = next((Path(p) for p in [work / "x", *(q for q in _outputs(opts).values() if q)]
+                         if is_disk_full(e, Path(p).parent)), None)
+            if full is not None:
+                where = "" if full.parent == work else f" writing {full}"
+                raise OutputError(f"the disk is full{where} ({' '.join(str(e).split())[:120]}); free some space, then "
+                                  f"run the same command with --resume: the predicted tiles are kept in {work}") from e
             raise
     shutil.rmtree(work, ignore_errors=True)
     if fused.build_seconds > built:  # the kernel was compiled during the first tiles: not inference

@@ -31,8 +31,8 @@ ALLOWED = {
     "train": {"data", "errors", "infer", "io", "metrics", "nn", "progress", "settings", "weights"},
     "adapt": {"checks", "data", "errors", "extract", "io", "metrics", "nn", "progress", "score", "tiling", "train", "weights"},
     "compare": {"checks", "errors", "io", "report", "score"},
-    "cli": {"__init__", "adapt", "checks", "compare", "data", "errors", "extract", "progress", "registry", "score", "settings",
-            "train", "weights"},
+    "cli": {"__init__", "adapt", "checks", "compare", "data", "errors", "extract", "io", "progress", "registry", "score",
+            "settings", "train", "weights"},
     "__main__": {"cli"},
     "__init__": set(),
 }

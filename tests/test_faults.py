@@ -1,5 +1,6 @@
 """Nothing lost, nothing corrupted: concurrent runs, full disks, killed writers, absurd rasters and numbers, hostile
 archives.  Each case of the faults issue is reproduced here first (see TESTING.md)."""
+import contextlib
 import errno
 import os
 import subprocess
@@ -359,3 +360,90 @@ def test_stac_hrefs_over_http_and_s3_are_read(cli, tmp_path, http_folder, monkey
     code, _, err = cli("-q", "extract", tmp_path / "gone.json", "-o", tmp_path / "gone.gpkg")
     assert code == 2 and "cannot be read over the network" in error_lines(err)[0]
     assert not (tmp_path / "gone.gpkg").exists()
+
+
+def _mount(args) -> bool:
+    return subprocess.run(["mount", *args], capture_output=True).returncode == 0
+
+
+@pytest.fixture
+def full_disk(tmp_path):
+    """A 256 KB tmpfs, filled: every write there fails with ENOSPC (needs root's mount; skipped elsewhere)."""
+    d = tmp_path / "full"
+    d.mkdir()
+    if not _mount(["-t", "tmpfs", "-o", "size=256k", "tmpfs", str(d)]):
+        pytest.skip("cannot mount a tmpfs here")
+    try:
+        with open(d / "filler", "wb", buffering=0) as f, contextlib.suppress(OSError):
+            while True:
+                f.write(b"\0" * 4096)
+        yield d
+    finally:
+        subprocess.run(["umount", str(d)], capture_output=True)
+
+
+@pytest.fixture
+def read_only(tmp_path):
+    """A read-only bind mount (root is refused too; skipped where it cannot be mounted)."""
+    d = tmp_path / "ro"
+    d.mkdir()
+    if not _mount(["--bind", "-o", "ro", str(d), str(d)]):
+        pytest.skip("cannot bind-mount read-only here")
+    try:
+        yield d
+    finally:
+        subprocess.run(["umount", str(d)], capture_output=True)
+
+
+def _small_world(tmp_path):
+    import geopandas as gpd
+    from shapely.geometry import LineString
+
+    with rasterio.open(tmp_path / "s.tif", "w", driver="GTiff", width=160, height=160, count=3, dtype="uint8",
+                       crs="EPSG:32611", transform=from_origin(660000, 4010000, 1, 1)) as ds:
+        ds.write(np.random.default_rng(0).integers(0, 255, (3, 160, 160), dtype=np.uint8))
+    lines = [LineString([(660005, 4009920), (660155, 4009920)]), LineString([(660080, 4009995), (660080, 4009845)])]
+    gpd.GeoDataFrame(geometry=lines, crs=32611).to_file(tmp_path / "r.geojson")
+
+
+def test_a_full_disk_under_any_output_is_one_line_and_exit_2(cli, tmp_path, full_disk, tiny_ckpt):
+    """Issue 37: ENOSPC under a second output (the probability raster on another disk, score's JSON, a dataset's
+    pairs, adapt's checkpoint and work folder, a training run's folder): one line naming the disk's trouble, exit 2,
+    no half-written file."""
+    _small_world(tmp_path)
+    runs = {
+        "extract --prob-out": ["extract", tmp_path / "s.tif", "-o", tmp_path / "o.gpkg", "--model", tiny_ckpt,
+                               "--prob-out", full_disk / "p.tif"],
+        "score --json": ["score", tmp_path / "r.geojson", tmp_path / "r.geojson", "--json", full_disk / "s.json"],
+        "datasets from-vectors": ["datasets", "from-vectors", tmp_path / "s.tif", tmp_path / "r.geojson", "--out",
+                                  full_disk / "ds"],
+        "adapt": ["adapt", tmp_path / "s.tif", tmp_path / "r.geojson", "-o", full_disk / "m.pt", "--init", tiny_ckpt,
+                  "--steps", "1", "--holdout", "none", "--crop", "64", "--batch-size", "1"],
+    }
+    code, _, err = cli("-q", "datasets", "from-vectors", tmp_path / "s.tif", tmp_path / "r.geojson", "--out",
+                       tmp_path / "ds", "--tile", "64")
+    assert code == 0, err
+    runs["train"] = ["train", "--dataset", "folder", "--root", tmp_path / "ds", "--out", full_disk / "run", "--model",
+                     "roadmap-compact", "--crop", "64", "--max-steps", "1", "--epochs", "1", "--val", "s_r1_c1"]
+    for name, argv in runs.items():
+        code, _, err = cli("-q", *argv)
+        lines = error_lines(err)
+        assert code == 2 and len(lines) == 1 and "disk is full" in lines[0], (name, err)
+        assert "internal error" not in err
+        left = {p.name for p in full_disk.rglob("*") if p.is_file()} - {"filler"}
+        assert not left, (name, left)
+
+
+def test_a_read_only_folder_under_any_output_is_one_line_and_exit_2(cli, tmp_path, read_only, tiny_ckpt):
+    _small_world(tmp_path)
+    for argv in (["extract", tmp_path / "s.tif", "-o", read_only / "o.gpkg", "--model", tiny_ckpt],
+                 ["extract", tmp_path / "s.tif", "-o", tmp_path / "o.gpkg", "--model", tiny_ckpt, "--prob-out",
+                  read_only / "p.tif", "--overwrite"],
+                 ["score", tmp_path / "r.geojson", tmp_path / "r.geojson", "--json", read_only / "s.json"],
+                 ["datasets", "from-vectors", tmp_path / "s.tif", tmp_path / "r.geojson", "--out", read_only / "ds"],
+                 ["adapt", tmp_path / "s.tif", tmp_path / "r.geojson", "-o", read_only / "m.pt"]):
+        code, _, err = cli("-q", *argv)
+        lines = error_lines(err)
+        assert code == 2 and len(lines) == 1 and "internal error" not in err, (argv, err)
+        assert str(read_only) in lines[0] or "read-only" in lines[0], (argv, err)
+        assert not any(read_only.iterdir())

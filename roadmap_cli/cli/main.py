@@ -154,10 +154,16 @@ def main(argv: Optional[List[str]] = None) -> int:
         return e.exit_code
     except (typer.Abort, KeyboardInterrupt):
         return _interrupted(argv)
-    except Exception as e:  # click usage errors and bugs
+    except Exception as e:  # click usage errors, the machine's errors (a full disk, a read-only folder) and bugs
         if hasattr(e, "show") and isinstance(getattr(e, "exit_code", None), int):  # click usage errors
             e.show()
             return e.exit_code
+        from ..io.atomic import environment_error
+
+        machine = environment_error(e)
+        if machine is not None and not STATE.debug:  # the outputs were written to temporary files: none is left
+            print(f"roadmap: error: {machine}", file=sys.stderr)
+            return 2
         if STATE.debug:
             raise
         msg = " ".join(str(e).split()) or type(e).__name__

@@ -99,6 +99,45 @@ def remove_stale_temps(path: str | os.PathLike) -> list[Path]:
     return removed
 
 
+_TEMP_NAME = re.compile(r"^\.(?P<stem>.+)\.\d+\.[^.]+\.part(?P<suffix>\.[^./]*)?$")
+
+
+def target_of(path: str | os.PathLike) -> Path:
+    """The output a temporary file of :func:`atomic_path` stands for (``.roads.123.abc.part.gpkg`` ->
+    ``roads.gpkg``); any other path as it is."""
+    p = Path(path)
+    m = _TEMP_NAME.match(p.name)
+    return p.with_name(m["stem"] + (m["suffix"] or "")) if m else p
+
+
+def environment_error(exc: BaseException) -> str | None:
+    """A one-line message for an error of the machine rather than of roadmap: a full disk (ENOSPC, EDQUOT, or a
+    library's words for it), a read-only file system or a permission refused, naming the output; None otherwise."""
+    import errno
+
+    why = {errno.ENOSPC: "the disk is full", errno.EDQUOT: "the disk quota is used up",
+           errno.EROFS: "the file system is read-only", errno.EACCES: "permission denied",
+           errno.EPERM: "permission denied"}
+    words = ((r"no space left|disk is full|disk full", "the disk is full"),
+             (r"read-only file system", "the file system is read-only"), (r"permission denied", "permission denied"))
+    seen = set()
+    e = exc
+    while e is not None and id(e) not in seen:
+        seen.add(id(e))
+        if isinstance(e, OSError) and e.errno in why:
+            where = f" writing {target_of(e.filename)}" if e.filename else ""
+            return f"{why[e.errno]}{where}; free some space or choose a writable folder, then run the command again"
+        text = str(e)
+        for pattern, reason in words:
+            if re.search(pattern, text, re.I):
+                m = re.search(r"(/[^\s:'\"]+)", text)
+                where = f" writing {target_of(m.group(1))}" if m else ""
+                return (f"{reason}{where} ({' '.join(text.split())[:120]}); free some space or choose a writable "
+                        "folder, then run the command again")
+        e = e.__cause__ or e.__context__
+    return None
+
+
 def is_disk_full(exc: BaseException, folder: str | os.PathLike | None = None) -> bool:
     """Whether an error comes from a full disk: ENOSPC (or EDQUOT), a library's message for it, or (for the
     misleading messages of some writers) less than 1 MB left in ``folder``."""
@@ -131,8 +170,11 @@ def run_lock(path: str | os.PathLike):
         raise OutputExistsError(f"another roadmap run (pid {holder}) is writing {path}; wait for it to finish or "
                                 "stop it first") from None
     try:
-        os.ftruncate(fd, 0)
-        os.write(fd, str(os.getpid()).encode())
+        try:
+            os.ftruncate(fd, 0)
+            os.write(fd, str(os.getpid()).encode())
+        except OSError as e:  # a full disk: name the file (os.write does not)
+            raise OSError(e.errno, e.strerror, str(lock)) from e
         yield lock
     finally:
         with contextlib.suppress(FileNotFoundError):
