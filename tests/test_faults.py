@@ -429,6 +429,7 @@ def test_a_full_disk_under_any_output_is_one_line_and_exit_2(cli, tmp_path, full
         code, _, err = cli("-q", *argv)
         lines = error_lines(err)
         assert code == 2 and len(lines) == 1 and "disk is full" in lines[0], (name, err)
+        assert f"writing {full_disk}" in lines[0], (name, err)  # the output (or its lock, folder) is named
         assert "internal error" not in err
         left = {p.name for p in full_disk.rglob("*") if p.is_file()} - {"filler"}
         assert not left, (name, left)

@@ -48,6 +48,11 @@ def atomic_path(path: str | os.PathLike, overwrite: bool = True):
             if path.exists():
                 shutil.rmtree(path) if path.is_dir() else path.unlink()
         os.replace(tmp, path)
+    except OSError as e:
+        _remove_temp(tmp)
+        if e.filename is None and e.errno is not None:  # a write that failed (full disk): name the output
+            raise OSError(e.errno, e.strerror, str(path)) from e
+        raise
     except BaseException:
         _remove_temp(tmp)
         raise
