@@ -47,6 +47,19 @@ def check_scenes(scenes) -> None:
                                  f"({'empty' if not head else 'first bytes ' + head.hex()})")
 
 
+def check_crs(crs, flag: str = "--crs"):
+    """A CRS the user named (``EPSG:32611``, WKT, PROJ string), checked: an unknown one is an :class:`InputError`."""
+    if crs is None:
+        return None
+    from pyproj import CRS
+    from pyproj.exceptions import CRSError
+
+    try:
+        return CRS.from_user_input(crs)
+    except (CRSError, TypeError, ValueError) as e:
+        raise InputError(f"{flag} {crs}: not a CRS ({' '.join(str(e).split())[:100]})") from e
+
+
 def check_suffix(flag: str, path, suffixes: tuple, what: str) -> None:
     """An output's name ends in one of ``suffixes``."""
     if path is not None and Path(path).suffix.lower() not in suffixes:
@@ -89,7 +102,7 @@ def check_adapt_paths(scene, roads, output, json_out=None, init=None, overwrite:
         check_output_path(json_out, overwrite=True)
 
 
-def check_train_paths(root=None, config=None, init=None, sam2_checkpoint=None, dataset: str = "") -> None:
+def check_train_paths(root=None, config=None, init=None, sam2_checkpoint=None) -> None:
     """``train``'s named files and folders exist."""
     for flag, p in (("--config", config), ("--init", init), ("--sam2-checkpoint", sam2_checkpoint)):
         if p is not None and not Path(p).is_file():

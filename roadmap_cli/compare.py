@@ -363,7 +363,8 @@ def run_compare(opts: CompareOptions) -> CompareResult:
     import geopandas as gpd
     from shapely.geometry import LineString
 
-    from .score import _metric_lines, check_crs, with_crs
+    from .checks import check_crs
+    from .score import _metric_lines, with_crs
 
     check(opts)
     crs_hint = check_crs(opts.crs)

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .checks import check_extract_paths, extract_work_folder, guard_extract
+from .checks import check_crs, check_extract_paths, extract_work_folder, guard_extract
 from .engines import RayEngine, TileJob, check_engine
 from .errors import InputError, OutputError, OutputExistsError, UserError
 from .export import to_geodataframes, write_graph
@@ -228,13 +228,7 @@ def _validate(opts: ExtractOptions) -> None:
     check_engine(opts.engine, opts.workers, opts.gpus_per_worker)
     if opts.threads is not None and not 1 <= opts.threads <= 1024:
         raise InputError(f"--threads must be between 1 and 1024, got {opts.threads}")
-    if opts.to_crs is not None:
-        from pyproj import CRS
-        from pyproj.exceptions import CRSError
-        try:
-            CRS.from_user_input(opts.to_crs)
-        except CRSError as e:
-            raise InputError(f"--to-crs {opts.to_crs}: not a CRS ({' '.join(str(e).split())[:100]})") from e
+    check_crs(opts.to_crs, "--to-crs")
     if opts.raster_grid not in ("input", "model"):
         raise InputError(f"--raster-grid must be input or model, got {opts.raster_grid!r}")
     if opts.threshold is not None and not 0 < opts.threshold < 1:
@@ -440,10 +434,9 @@ def _run_extract(opts: ExtractOptions, reporter: Reporter) -> ExtractResult:
         except Exception as e:
             # keep what is done: --resume continues once there is room (an output may sit on another, full disk;
             # GDAL's writers often say only "IO error", so the free space of each output's folder is looked at too)
-            full = next((Path(p) for p in [work / "x", *(q for q in _outputs(opts).values() if q)]
-                         if is_disk_full(e, Path(p).parent)), None)
-            if full is not None:
-                where = "" if full.parent == work else f" writing {full}"
+            folders = [(work, "")] + [(Path(q).parent, f" writing {q}") for q in _outputs(opts).values() if q]
+            where = next((w for folder, w in folders if is_disk_full(e, folder)), None)
+            if where is not None:
                 raise OutputError(f"the disk is full{where} ({' '.join(str(e).split())[:120]}); free some space, then "
                                   f"run the same command with --resume: the predicted tiles are kept in {work}") from e
             raise

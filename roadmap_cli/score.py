@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .checks import check_crs
 from .errors import InputError
 from .io.atomic import atomic_open, check_output_path
 from .io.guard import Inputs, guard_outputs
@@ -162,19 +163,6 @@ def _is_number(v) -> bool:
     except (TypeError, ValueError):
         return False
     return True
-
-
-def check_crs(crs, flag: str = "--crs"):
-    """A CRS the user named (``EPSG:32611``, WKT, PROJ string), checked: an unknown one is an :class:`InputError`."""
-    if crs is None:
-        return None
-    from pyproj import CRS
-    from pyproj.exceptions import CRSError
-
-    try:
-        return CRS.from_user_input(crs)
-    except (CRSError, TypeError, ValueError) as e:
-        raise InputError(f"{flag} {crs}: not a CRS ({' '.join(str(e).split())[:100]})") from e
 
 
 SPEED_COLUMNS = (("inferred_speed_mps", 1.0), ("speed_m/s", 1.0), ("speed_mph", 0.44704))  # SpaceNet 5 / 3 names

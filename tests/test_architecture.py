@@ -27,7 +27,7 @@ ALLOWED = {
     "engines": {"errors", "graph", "infer", "io", "progress", "settings", "tiling", "weights"},
     "extract": {"checks", "engines", "errors", "export", "graph", "infer", "io", "nn", "progress", "report", "tiling",
                 "weights"},
-    "score": {"errors", "io", "metrics"},
+    "score": {"checks", "errors", "io", "metrics"},
     "train": {"data", "errors", "infer", "io", "metrics", "nn", "progress", "settings", "weights"},
     "adapt": {"checks", "data", "errors", "extract", "io", "metrics", "nn", "progress", "score", "tiling", "train", "weights"},
     "compare": {"checks", "errors", "io", "report", "score"},

@@ -48,7 +48,7 @@ def train(
     """Train or fine-tune Anchor-SAM (BCE + Dice, AdamW, cosine)."""
     from ..checks import check_train_paths
 
-    check_train_paths(root, config, init, sam2_checkpoint, dataset)  # before torch is imported
+    check_train_paths(root, config, init, sam2_checkpoint)  # before torch is imported
     from ..settings import dist_info
     from ..train import TrainOptions, run_train
 

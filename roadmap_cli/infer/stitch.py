@@ -61,14 +61,18 @@ def pending_batches(layout: TileLayout, cache: TileCache, batch_size: int):
     round a tile differently in other company): a resume is bit-exact whatever the kill point.  A batch that was
     partly saved is predicted again whole (the same bits).  Nothing grows with the scene."""
     cached = cache.count()
+
+    def todo(batch) -> bool:
+        return not cached or not all(cache.has(*t) for t in batch)
+
     batch = []
     for ij in layout.tiles():
         batch.append(ij)
         if len(batch) == batch_size:
-            if not cached or not all(cache.has(*t) for t in batch):
+            if todo(batch):
                 yield batch
             batch = []
-    if batch and (not cached or not all(cache.has(*t) for t in batch)):
+    if batch and todo(batch):
         yield batch
 
 
